@@ -1,0 +1,37 @@
+"""rl_reason: rule-based RL (GRPO family) for language and vision-language models in JAX."""
+import setuptools
+
+setuptools.setup(
+    name='rl_reason',
+    version='0.1.0',
+    description='Rule-based RL (GRPO and family) for LLMs and VLMs in JAX/Flax NNX.',
+    packages=setuptools.find_packages(include=['rl_reason', 'rl_reason.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'jax>=0.7',
+        'flax>=0.12',
+        'optax',
+        'orbax-checkpoint',
+        'transformers>=4.50',
+        'tokenizers',
+        'safetensors',
+        'sentencepiece',
+        'tensorflow-datasets',
+        'ml-collections',
+        'numpy',
+        'absl-py',
+        'pillow',
+        'tqdm',
+        'tensorboardX',
+        'matplotlib',
+    ],
+    extras_require={
+        'test': [
+            'pytest',
+            'pytest-xdist',
+            'torch==2.13.0',  # CPU build; an unpinned torch pulls a multi-GB CUDA build.
+            'chex',
+            'hypothesis',
+        ],
+    },
+)
