@@ -1,0 +1,134 @@
+"""Hugging Face tensor names <-> rl_reason parameter paths, with the transposes between them.
+
+HF linear weights are [out, in]; ours are [in, out]. The vision patch embedding is a Conv3d
+[E, C, t, p, p] in HF and a linear [C*t*p*p, E] here (same flattening order as the processor).
+Both the on-disk names of Qwen2.5-VL checkpoints (`model.layers.*`, `visual.*`) and the names of
+transformers >= 4.52 modules (`model.language_model.*`, `model.visual.*`) are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rl_reason.models.config import ModelConfig
+
+_LINEAR = 'linear'  # transpose [out, in] -> [in, out]
+_COPY = 'copy'
+_CONV = 'conv'  # Conv3d [E, C, t, p, p] -> [C*t*p*p, E]
+
+# (our path pattern, HF canonical name pattern, kind); {i} is a layer/block index.
+_TEXT_RULES = [
+    ('decoder.embed_tokens', 'model.embed_tokens.weight', _COPY),
+    ('decoder.norm.weight', 'model.norm.weight', _COPY),
+    ('decoder.lm_head.kernel', 'lm_head.weight', _LINEAR),
+    ('decoder.layers.{i}.input_layernorm.weight', 'model.layers.{i}.input_layernorm.weight', _COPY),
+    ('decoder.layers.{i}.post_attention_layernorm.weight',
+     'model.layers.{i}.post_attention_layernorm.weight', _COPY),
+] + [
+    (f'decoder.layers.{{i}}.self_attn.{p}.{ours}', f'model.layers.{{i}}.self_attn.{p}.{hf}', kind)
+    for p in ('q_proj', 'k_proj', 'v_proj', 'o_proj')
+    for ours, hf, kind in (('kernel', 'weight', _LINEAR), ('bias', 'bias', _COPY))
+] + [
+    (f'decoder.layers.{{i}}.mlp.{p}.kernel', f'model.layers.{{i}}.mlp.{p}.weight', _LINEAR)
+    for p in ('gate_proj', 'up_proj', 'down_proj')
+]
+
+_VISION_RULES = [
+    ('visual.patch_embed.kernel', 'visual.patch_embed.proj.weight', _CONV),
+    ('visual.merger.ln_q.weight', 'visual.merger.ln_q.weight', _COPY),
+    ('visual.merger.fc1.kernel', 'visual.merger.mlp.0.weight', _LINEAR),
+    ('visual.merger.fc1.bias', 'visual.merger.mlp.0.bias', _COPY),
+    ('visual.merger.fc2.kernel', 'visual.merger.mlp.2.weight', _LINEAR),
+    ('visual.merger.fc2.bias', 'visual.merger.mlp.2.bias', _COPY),
+    ('visual.blocks.{i}.norm1.weight', 'visual.blocks.{i}.norm1.weight', _COPY),
+    ('visual.blocks.{i}.norm2.weight', 'visual.blocks.{i}.norm2.weight', _COPY),
+] + [
+    (f'visual.blocks.{{i}}.{p}.{ours}', f'visual.blocks.{{i}}.{p}.{hf}', kind)
+    for p in ('attn.qkv', 'attn.proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj')
+    for ours, hf, kind in (('kernel', 'weight', _LINEAR), ('bias', 'bias', _COPY))
+]
+
+
+def canonical_hf_name(name: str) -> str:
+  """Maps the several HF naming schemes to one: `model.layers.*`, `visual.*`, `lm_head.*`."""
+  for prefix, repl in (('model.language_model.', 'model.'), ('model.visual.', 'visual.'),
+                       ('language_model.model.', 'model.'), ('language_model.lm_head.', 'lm_head.')):
+    if name.startswith(prefix):
+      return repl + name[len(prefix):]
+  return name
+
+
+def _compile(rules):
+  out = []
+  for ours, hf, kind in rules:
+    ours_re = re.compile('^' + re.escape(ours).replace(r'\{i\}', r'(\d+)') + '$')
+    out.append((ours_re, hf, kind))
+  return out
+
+
+_COMPILED = _compile(_TEXT_RULES + _VISION_RULES)
+
+
+def hf_name_for(path: str) -> tuple[str, str]:
+  """Our dotted parameter path -> (HF canonical name, conversion kind)."""
+  for ours_re, hf, kind in _COMPILED:
+    match = ours_re.match(path)
+    if match:
+      return (hf.replace('{i}', match.group(1)) if match.groups() else hf), kind
+  raise KeyError(f'no Hugging Face name known for parameter {path}')
+
+
+def to_ours(array: np.ndarray, kind: str, target_shape: tuple[int, ...]) -> np.ndarray:
+  if kind == _LINEAR:
+    array = array.T
+  elif kind == _CONV:
+    array = array.reshape(array.shape[0], -1).T
+  return array
+
+
+def to_hf(array: np.ndarray, kind: str, hf_shape: tuple[int, ...] | None = None) -> np.ndarray:
+  if kind == _LINEAR:
+    return array.T
+  if kind == _CONV:
+    return array.T.reshape(hf_shape)
+  return array
+
+
+def param_paths(model: nnx.Module) -> dict[str, nnx.Variable]:
+  state = nnx.state(model, nnx.Param)
+  return {'.'.join(str(k) for k in path): var for path, var in state.flat_state()}
+
+
+def load_hf_tensors(model: nnx.Module, tensors: dict[str, np.ndarray], *, source: str = 'checkpoint') -> None:
+  """Copies HF tensors into `model` in place, checking names and shapes.
+
+  Raises ValueError naming every missing tensor, unexpected tensor or shape mismatch.
+  """
+  canonical = {canonical_hf_name(k): k for k in tensors}
+  expected = {}
+  for path, var in param_paths(model).items():
+    hf, kind = hf_name_for(path)
+    expected[hf] = (path, kind, var)
+  cfg: ModelConfig = model.cfg
+  ignorable = set()
+  if cfg.text.tie_word_embeddings:
+    ignorable.add('lm_head.weight')  # tied checkpoints may still store it
+  missing = sorted(set(expected) - set(canonical))
+  unexpected = sorted(set(canonical) - set(expected) - ignorable)
+  # Rotary inverse-frequency buffers are derived, never loaded.
+  unexpected = [n for n in unexpected if not n.endswith('rotary_emb.inv_freq')]
+  if missing or unexpected:
+    raise ValueError(f'{source}: tensors do not match the model config: missing {missing[:10]}'
+                     f'{" ..." if len(missing) > 10 else ""}; unexpected {unexpected[:10]}'
+                     f'{" ..." if len(unexpected) > 10 else ""}')
+  for hf, (path, kind, var) in expected.items():
+    array = to_ours(np.asarray(tensors[canonical[hf]]), kind, var.shape)
+    if tuple(array.shape) != tuple(var.shape):
+      raise ValueError(f'{source}: tensor {canonical[hf]} has shape {tuple(np.shape(tensors[canonical[hf]]))}'
+                       f', which maps to {tuple(array.shape)}, but parameter {path} has shape '
+                       f'{tuple(var.shape)}')
+    var.value = jnp.asarray(array, dtype=var.value.dtype)

@@ -1,0 +1,70 @@
+"""The Qwen2.5-VL model: vision tower + Qwen2 decoder, image tokens merged into the text stream.
+
+Shapes: B batch, T tokens, S cache slots, D model dim, V vocab, I images, P patches per image,
+C patch dim, M merged image tokens (all images), X image tokens in the batch.
+
+A text-only config (vision None) is the plain Qwen2 decoder. All methods are pure functions of
+the module's parameters; callers split the module once and jit functions that merge it inside.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rl_reason.models.config import ModelConfig
+from rl_reason.models.decoder import Cache, Decoder
+from rl_reason.models.vision import VisionTower
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class Model(nnx.Module):
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    param_dtype = DTYPES[cfg.param_dtype]
+    self.decoder = Decoder(cfg.text, rngs=rngs, param_dtype=param_dtype)
+    self.visual = (VisionTower(cfg.vision, rngs=rngs, param_dtype=param_dtype)
+                   if cfg.vision is not None else None)
+
+  @property
+  def compute_dtype(self):
+    return DTYPES[self.cfg.dtype]
+
+  def encode_images(self, vision: dict[str, jax.Array]) -> jax.Array:
+    """vision: the arrays of positions.vision_inputs -> [X, D] image-token embeddings in prompt order."""
+    if self.visual is None:
+      raise ValueError('this model has no vision tower but image inputs were given')
+    merged = self.visual(vision['patches'].astype(self.compute_dtype), vision['positions'],
+                         vision['window_segments'], vision['full_segments'])  # [I, P/4, D]
+    merged = merged.reshape(-1, merged.shape[-1])
+    return jnp.take(merged, vision['token_gather'], axis=0)
+
+  def embed(self, input_ids: jax.Array, image_embeds: jax.Array | None = None) -> jax.Array:
+    """[B, T] ids -> [B, T, D]; the k-th image token (row-major) takes image_embeds[k]."""
+    embeds = self.decoder.embed(input_ids, self.compute_dtype)
+    if image_embeds is None:
+      return embeds
+    is_image = input_ids == self.cfg.image_token_id
+    index = jnp.cumsum(is_image.reshape(-1)).reshape(is_image.shape) - 1
+    index = jnp.clip(index, 0, max(image_embeds.shape[0] - 1, 0))
+    return jnp.where(is_image[..., None], jnp.take(image_embeds.astype(embeds.dtype), index, axis=0), embeds)
+
+  def __call__(self, input_ids, positions, attention_mask, *, image_embeds=None,
+               cache: Cache | None = None, write_index=None, logits_slice: slice | None = None):
+    """Logits [B, T', V] (float32) for the tokens (T' = T unless logits_slice), and the cache."""
+    embeds = self.embed(input_ids, image_embeds)
+    hidden, cache = self.decoder(embeds, positions, attention_mask, cache, write_index)
+    if logits_slice is not None:
+      hidden = hidden[:, logits_slice]
+    return self.decoder.logits(hidden), cache
+
+
+def create(cfg: ModelConfig, seed: int = 0) -> Model:
+  return Model(cfg, rngs=nnx.Rngs(params=seed))
+
+
+def param_count(model: Model) -> int:
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

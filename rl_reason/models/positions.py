@@ -1,0 +1,160 @@
+"""Host-side (numpy) position bookkeeping: multimodal rotary ids and vision-tower index plans.
+
+Shapes: B batch, T tokens, I images, P patches per image (padded), C patch dim, M merged tokens.
+
+Everything here depends only on token ids, masks and image grids, so it runs on the host once per
+batch and hands plain int arrays to the jitted model (no data-dependent shapes inside jit).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rl_reason.models.config import VisionConfig
+
+
+def text_positions(attention_mask: np.ndarray) -> np.ndarray:
+  """[3, B, T] positions counting only real tokens (left padding aware); padding gets 0."""
+  mask = np.asarray(attention_mask).astype(bool)
+  pos = np.cumsum(mask, axis=1) - 1
+  pos = np.where(mask, pos, 0)
+  return np.broadcast_to(pos[None], (3, *pos.shape)).astype(np.int32)
+
+
+def rope_index(input_ids: np.ndarray, attention_mask: np.ndarray, image_grid_thw: np.ndarray | None,
+               *, image_token_id: int, spatial_merge_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Qwen2-VL multimodal rotary ids, computed as transformers' `get_rope_index` computes them.
+
+  Text tokens advance all three rows together; an image's tokens get (start, start + row,
+  start + column) for its merged grid; text after an image resumes at start + max(h, w).
+
+  Returns:
+    positions [3, B, T] (padding 0) and deltas [B] such that the k-th generated token after the
+    prompt has position max(positions of the row) + 1 + k = (real prompt length + k) + delta.
+  """
+  input_ids = np.asarray(input_ids)
+  mask = np.asarray(attention_mask).astype(bool)
+  batch, length = input_ids.shape
+  grids = [] if image_grid_thw is None else [tuple(int(v) for v in g) for g in np.asarray(image_grid_thw)]
+  grid_iter = iter(grids)
+  positions = np.zeros((3, batch, length), np.int64)
+  deltas = np.zeros((batch,), np.int64)
+  used = 0
+  for row in range(batch):
+    ids = input_ids[row][mask[row]]
+    is_image = ids == image_token_id
+    pieces = []
+    current = 0
+    i = 0
+    while i < len(ids):
+      if not is_image[i]:
+        j = i
+        while j < len(ids) and not is_image[j]:
+          j += 1
+        pieces.append(np.broadcast_to(np.arange(j - i) + current, (3, j - i)))
+        current += j - i
+        i = j
+        continue
+      try:
+        t, h, w = next(grid_iter)
+      except StopIteration:
+        raise ValueError(f'row {row}: more image token runs than image_grid_thw entries '
+                         f'({len(grids)})') from None
+      used += 1
+      gh, gw = h // spatial_merge_size, w // spatial_merge_size
+      count = t * gh * gw
+      if i + count > len(ids) or not is_image[i:i + count].all():
+        raise ValueError(f'row {row}: image {used - 1} with grid {(t, h, w)} needs {count} '
+                         f'consecutive image tokens at token {i}; the prompt has fewer')
+      tt, hh, ww = np.meshgrid(np.arange(t), np.arange(gh), np.arange(gw), indexing='ij')
+      pieces.append(np.stack([tt.ravel(), hh.ravel(), ww.ravel()]) + current)
+      current += max(gh, gw)
+      i += count
+    row_pos = np.concatenate(pieces, axis=1) if pieces else np.zeros((3, 0), np.int64)
+    positions[:, row, mask[row]] = row_pos
+    deltas[row] = (row_pos.max() + 1 if row_pos.size else 0) - len(ids)
+  if used != len(grids):
+    raise ValueError(f'image_grid_thw has {len(grids)} images but the prompts hold image tokens '
+                     f'for {used}')
+  return positions.astype(np.int32), deltas.astype(np.int32)
+
+
+def window_index(grid_thw: Sequence[int], cfg: VisionConfig) -> tuple[np.ndarray, np.ndarray]:
+  """Window permutation of one image's merged units and the window id of each permuted unit."""
+  t, h, w = (int(v) for v in grid_thw)
+  gh, gw = h // cfg.spatial_merge_size, w // cfg.spatial_merge_size
+  win = cfg.window_units
+  index = np.arange(t * gh * gw).reshape(t, gh, gw)
+  pad_h, pad_w = -gh % win, -gw % win
+  padded = np.pad(index, ((0, 0), (0, pad_h), (0, pad_w)), constant_values=-1)
+  nh, nw = (gh + pad_h) // win, (gw + pad_w) // win
+  padded = padded.reshape(t, nh, win, nw, win).transpose(0, 1, 3, 2, 4).reshape(t * nh * nw, win * win)
+  window_ids = np.broadcast_to(np.arange(t * nh * nw)[:, None], padded.shape)
+  keep = padded >= 0
+  return padded[keep], window_ids[keep]
+
+
+def vision_inputs(pixel_values: np.ndarray, image_grid_thw: np.ndarray, cfg: VisionConfig,
+                  num_images: int | None = None) -> dict[str, np.ndarray]:
+  """Arranges HF-style flattened patches into padded, window-permuted per-image rows.
+
+  Args:
+    pixel_values: [sum_i t*h*w, C] as the Qwen2-VL image processor returns them.
+    image_grid_thw: [I, 3].
+    cfg: the vision config.
+    num_images: pad the image batch to this many rows (static shapes across steps).
+
+  Returns:
+    patches [I, P, C], positions [I, P, 2], window_segments [I, P], full_segments [I, P],
+    token_gather [sum_i M_i]: for each image token in prompt order, its row in the merged output
+    flattened as [I * P / merge_unit].
+  """
+  pixel_values = np.asarray(pixel_values, np.float32)
+  grids = np.asarray(image_grid_thw, np.int64).reshape(-1, 3)
+  if pixel_values.ndim != 2 or pixel_values.shape[1] != cfg.patch_dim:
+    raise ValueError(f'pixel_values has shape {pixel_values.shape}; expected [num_patches, '
+                     f'{cfg.patch_dim}] for patch_size {cfg.patch_size}, temporal_patch_size '
+                     f'{cfg.temporal_patch_size}, {cfg.in_channels} channels')
+  sizes = grids.prod(axis=1)
+  if sizes.sum() != pixel_values.shape[0]:
+    raise ValueError(f'image_grid_thw {grids.tolist()} accounts for {sizes.sum()} patches but '
+                     f'pixel_values has {pixel_values.shape[0]}')
+  for i, (t, h, w) in enumerate(grids):
+    if h % cfg.spatial_merge_size or w % cfg.spatial_merge_size:
+      raise ValueError(f'image {i}: grid {(t, h, w)} not divisible by spatial_merge_size '
+                       f'{cfg.spatial_merge_size}')
+  rows = num_images if num_images is not None else len(grids)
+  if rows < len(grids):
+    raise ValueError(f'{len(grids)} images do not fit num_images={rows}')
+  unit = cfg.merge_unit
+  max_patches = int(sizes.max()) if len(sizes) else unit
+  patches = np.zeros((rows, max_patches, cfg.patch_dim), np.float32)
+  positions = np.zeros((rows, max_patches, 2), np.int32)
+  window_segments = np.full((rows, max_patches), -1, np.int32)
+  full_segments = np.full((rows, max_patches), -1, np.int32)
+  gather = []
+  offset = 0
+  merged_per_row = max_patches // unit
+  for i, (t, h, w) in enumerate(grids):
+    count = int(t * h * w)
+    image_patches = pixel_values[offset:offset + count]
+    offset += count
+    m = cfg.spatial_merge_size
+    # Patch coordinates in HF order: merge blocks row-major, 2x2 inside each block, per frame.
+    hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
+    hh = hh.reshape(h // m, m, w // m, m).transpose(0, 2, 1, 3).ravel()
+    ww = ww.reshape(h // m, m, w // m, m).transpose(0, 2, 1, 3).ravel()
+    coords = np.tile(np.stack([hh, ww], -1), (t, 1))  # [t*h*w, 2]
+    frames = np.repeat(np.arange(t), h * w)
+    units, unit_windows = window_index((t, h, w), cfg)
+    order = (units[:, None] * unit + np.arange(unit)[None]).ravel()
+    patches[i, :count] = image_patches[order]
+    positions[i, :count] = coords[order]
+    window_segments[i, :count] = np.repeat(unit_windows, unit)
+    full_segments[i, :count] = frames[order]
+    gather.append(i * merged_per_row + np.argsort(units))
+  token_gather = np.concatenate(gather).astype(np.int32) if gather else np.zeros((0,), np.int32)
+  return dict(patches=patches, positions=positions, window_segments=window_segments,
+              full_segments=full_segments, token_gather=token_gather)

@@ -1,0 +1,134 @@
+"""One mesh ('data', 'fsdp', 'tensor') and logical-axis rules that place params and activations on it.
+
+Parameters carry their logical axes as variable metadata (`nnx.Param(x, logical_axes=(EMBED, MLP))`);
+`logical_to_sharding` maps them through the rules. A dimension that the mapped mesh axes do not
+divide is replicated instead (the tiny preset has 2 KV heads; a mesh may have 4 tensor devices).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+
+# Logical axis names used by the models and the learner.
+BATCH = 'batch'
+EMBED = 'embed'
+MLP = 'mlp'
+HEADS = 'heads'
+KV_HEADS = 'kv_heads'
+VOCAB = 'vocab'
+LAYERS = 'layers'
+
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    (BATCH, ('data', 'fsdp')),
+    (EMBED, 'fsdp'),
+    (MLP, 'tensor'),
+    (HEADS, 'tensor'),
+    (KV_HEADS, 'tensor'),
+    (VOCAB, 'tensor'),
+    (LAYERS, None),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Device counts per mesh axis; -1 on one axis takes the remaining devices."""
+
+  data: int = -1
+  fsdp: int = 1
+  tensor: int = 1
+  rules: tuple[tuple[str, Any], ...] = DEFAULT_RULES
+
+  def shape(self, num_devices: int) -> tuple[int, int, int]:
+    sizes = [self.data, self.fsdp, self.tensor]
+    if sum(s == -1 for s in sizes) > 1:
+      raise ValueError(f'mesh: at most one axis may be -1, got {sizes}')
+    if any(s == 0 or s < -1 for s in sizes):
+      raise ValueError(f'mesh sizes must be positive or -1, got {sizes}')
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+      if num_devices % known:
+        raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))} does not divide {num_devices} devices')
+      sizes[sizes.index(-1)] = num_devices // known
+    if math.prod(sizes) != num_devices:
+      raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, '
+                       f'have {num_devices}')
+    return tuple(sizes)
+
+
+def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  devices = list(devices if devices is not None else jax.devices())
+  shape = cfg.shape(len(devices))
+  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+
+
+def _mesh_axes_for(logical: str | None, rules: dict[str, Any]) -> tuple[str, ...]:
+  if logical is None:
+    return ()
+  if logical not in rules:
+    raise ValueError(f'logical axis {logical!r} has no sharding rule; rules: {sorted(rules)}')
+  target = rules[logical]
+  if target is None:
+    return ()
+  return (target,) if isinstance(target, str) else tuple(target)
+
+
+def logical_to_spec(shape: Sequence[int], logical_axes: Sequence[str | None], mesh: Mesh,
+                    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> PartitionSpec:
+  """PartitionSpec for an array; replicates dims that the mesh axes do not divide."""
+  if len(shape) != len(logical_axes):
+    raise ValueError(f'shape {tuple(shape)} and logical axes {tuple(logical_axes)} differ in rank')
+  rules = dict(rules)
+  used: set[str] = set()
+  spec = []
+  for size, logical in zip(shape, logical_axes):
+    axes = tuple(a for a in _mesh_axes_for(logical, rules) if a not in used and mesh.shape[a] > 1)
+    if axes and size % math.prod(mesh.shape[a] for a in axes) == 0:
+      used.update(axes)
+      spec.append(axes[0] if len(axes) == 1 else axes)
+    else:
+      spec.append(None)
+  return PartitionSpec(*spec)
+
+
+def logical_to_sharding(shape, logical_axes, mesh, rules=DEFAULT_RULES) -> NamedSharding:
+  return NamedSharding(mesh, logical_to_spec(shape, logical_axes, mesh, rules))
+
+
+def state_shardings(state: nnx.State, mesh: Mesh, rules=DEFAULT_RULES) -> nnx.State:
+  """NamedShardings for every variable of an nnx state, from its `logical_axes` metadata."""
+
+  def one(variable):
+    value = variable.get_value() if hasattr(variable, 'get_value') else variable.value
+    axes = variable.get_metadata().get('logical_axes') or (None,) * value.ndim
+    return variable.replace(logical_to_sharding(value.shape, axes, mesh, rules))
+
+  return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, ndim: int, batch_dim: int = 0, rules=DEFAULT_RULES,
+                   batch_size: int | None = None) -> NamedSharding:
+  """Shard dimension `batch_dim` over the batch axes, the rest replicated."""
+  axes = [None] * ndim
+  axes[batch_dim] = BATCH
+  shape = [1] * ndim
+  shape[batch_dim] = batch_size if batch_size is not None else math.prod(
+      mesh.shape[a] for a in _mesh_axes_for(BATCH, dict(rules)))
+  return logical_to_sharding(shape, axes, mesh, rules)
+
+
+def batch_divisor(mesh: Mesh, rules=DEFAULT_RULES) -> int:
+  """How many ways the batch dimension is split on this mesh."""
+  return math.prod(mesh.shape[a] for a in _mesh_axes_for(BATCH, dict(rules)))
