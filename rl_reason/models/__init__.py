@@ -18,8 +18,8 @@ from rl_reason.models.config import ModelConfig, TextConfig, VisionConfig, PRESE
 from rl_reason.models.model import Model, create, param_count
 
 
-def prepare_inputs(cfg: ModelConfig, input_ids, attention_mask, pixel_values=None, image_grid_thw=None,
-                   num_images: int | None = None) -> dict:
+def prepare_inputs(cfg: ModelConfig, input_ids, attention_mask, pixel_values=None,
+                   image_grid_thw=None) -> dict:
   """Host-side: token arrays + HF image arrays -> the int/float arrays the jitted model takes."""
   input_ids = np.asarray(input_ids)
   attention_mask = np.asarray(attention_mask)
@@ -44,10 +44,12 @@ def prepare_inputs(cfg: ModelConfig, input_ids, attention_mask, pixel_values=Non
   if expected != image_tokens:
     raise ValueError(f'image_grid_thw {grids.tolist()} needs {expected} image tokens but the prompts '
                      f'hold {image_tokens} (token id {cfg.image_token_id})')
-  pos, _ = positions.rope_index(input_ids, attention_mask, grids, image_token_id=cfg.image_token_id,
-                                spatial_merge_size=cfg.vision.spatial_merge_size)
+  pos, _, row_of_image = positions.rope_index(input_ids, attention_mask, grids,
+                                              image_token_id=cfg.image_token_id,
+                                              spatial_merge_size=cfg.vision.spatial_merge_size)
+  vision = positions.vision_inputs(pixel_values, grids, cfg.vision, row_of_image, len(input_ids))
   return dict(input_ids=input_ids.astype(np.int32), attention_mask=attention_mask.astype(np.int32),
-              positions=pos, vision=positions.vision_inputs(pixel_values, grids, cfg.vision, num_images))
+              positions=pos, vision=vision)
 
 
 @functools.partial(jax.jit, static_argnums=0)

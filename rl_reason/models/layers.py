@@ -15,6 +15,11 @@ from rl_reason.parallel import sharding as shd
 _init = nnx.initializers.normal(stddev=0.02)
 
 
+def expand_to(vector: jax.Array, ndim: int) -> jax.Array:
+  """[D] -> [1, ..., 1, D] so it broadcasts explicitly against an ndim array."""
+  return vector.reshape((1,) * (ndim - 1) + vector.shape)
+
+
 class Linear(nnx.Module):
   """y = x @ kernel (+ bias), kernel [in, out] annotated with logical axes."""
 
@@ -28,7 +33,7 @@ class Linear(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     y = jnp.dot(x, self.kernel[...].astype(x.dtype))
     if self.bias is not None:
-      y = y + self.bias[...].astype(x.dtype)
+      y = y + expand_to(self.bias[...].astype(x.dtype), y.ndim)
     return y
 
 
@@ -42,7 +47,7 @@ class RMSNorm(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    return self.weight[...].astype(x.dtype) * x32.astype(x.dtype)
+    return expand_to(self.weight[...].astype(x.dtype), x.ndim) * x32.astype(x.dtype)
 
 
 class GatedMLP(nnx.Module):
@@ -84,7 +89,7 @@ def text_rotary(positions: jax.Array, head_dim: int, theta: float,
   takes its angle from position row i % 3. With mrope_section None only row 0 is used.
   """
   inv_freq = inverse_frequencies(head_dim, theta)  # [H/2]
-  freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [3, B, T, H/2]
+  freqs = positions.astype(jnp.float32)[..., None] * expand_to(inv_freq, positions.ndim + 1)  # [3, B, T, H/2]
   if mrope_section is None:
     angles = freqs[0]
   else:

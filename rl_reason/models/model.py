@@ -1,7 +1,7 @@
 """The Qwen2.5-VL model: vision tower + Qwen2 decoder, image tokens merged into the text stream.
 
 Shapes: B batch, T tokens, S cache slots, D model dim, V vocab, I images, P patches per image,
-C patch dim, M merged image tokens (all images), X image tokens in the batch.
+C patch dim, X image tokens per row.
 
 A text-only config (vision None) is the plain Qwen2 decoder. All methods are pure functions of
 the module's parameters; callers split the module once and jit functions that merge it inside.
@@ -34,23 +34,22 @@ class Model(nnx.Module):
     return DTYPES[self.cfg.dtype]
 
   def encode_images(self, vision: dict[str, jax.Array]) -> jax.Array:
-    """vision: the arrays of positions.vision_inputs -> [X, D] image-token embeddings in prompt order."""
+    """vision: the per-row arrays of positions.vision_inputs -> [B, X, D] image-token embeddings."""
     if self.visual is None:
       raise ValueError('this model has no vision tower but image inputs were given')
     merged = self.visual(vision['patches'].astype(self.compute_dtype), vision['positions'],
-                         vision['window_segments'], vision['full_segments'])  # [I, P/4, D]
-    merged = merged.reshape(-1, merged.shape[-1])
-    return jnp.take(merged, vision['token_gather'], axis=0)
+                         vision['window_segments'], vision['full_segments'])  # [B, P/4, D]
+    return jnp.take_along_axis(merged, vision['token_gather'][..., None], axis=1)
 
   def embed(self, input_ids: jax.Array, image_embeds: jax.Array | None = None) -> jax.Array:
-    """[B, T] ids -> [B, T, D]; the k-th image token (row-major) takes image_embeds[k]."""
+    """[B, T] ids -> [B, T, D]; the k-th image token of row b takes image_embeds[b, k]."""
     embeds = self.decoder.embed(input_ids, self.compute_dtype)
     if image_embeds is None:
       return embeds
     is_image = input_ids == self.cfg.image_token_id
-    index = jnp.cumsum(is_image.reshape(-1)).reshape(is_image.shape) - 1
-    index = jnp.clip(index, 0, max(image_embeds.shape[0] - 1, 0))
-    return jnp.where(is_image[..., None], jnp.take(image_embeds.astype(embeds.dtype), index, axis=0), embeds)
+    index = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, image_embeds.shape[1] - 1)  # [B, T]
+    gathered = jnp.take_along_axis(image_embeds.astype(embeds.dtype), index[..., None], axis=1)
+    return jnp.where(is_image[..., None], gathered, embeds)
 
   def __call__(self, input_ids, positions, attention_mask, *, image_embeds=None,
                cache: Cache | None = None, write_index=None, logits_slice: slice | None = None):

@@ -24,15 +24,17 @@ def text_positions(attention_mask: np.ndarray) -> np.ndarray:
 
 
 def rope_index(input_ids: np.ndarray, attention_mask: np.ndarray, image_grid_thw: np.ndarray | None,
-               *, image_token_id: int, spatial_merge_size: int) -> tuple[np.ndarray, np.ndarray]:
+               *, image_token_id: int, spatial_merge_size: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Qwen2-VL multimodal rotary ids, computed as transformers' `get_rope_index` computes them.
 
   Text tokens advance all three rows together; an image's tokens get (start, start + row,
   start + column) for its merged grid; text after an image resumes at start + max(h, w).
 
   Returns:
-    positions [3, B, T] (padding 0) and deltas [B] such that the k-th generated token after the
-    prompt has position max(positions of the row) + 1 + k = (real prompt length + k) + delta.
+    positions [3, B, T] (padding 0); deltas [B] such that the k-th generated token after the
+    prompt has position max(positions of the row) + 1 + k = (real prompt length + k) + delta;
+    row_of_image [I], the batch row each image belongs to.
   """
   input_ids = np.asarray(input_ids)
   mask = np.asarray(attention_mask).astype(bool)
@@ -42,6 +44,7 @@ def rope_index(input_ids: np.ndarray, attention_mask: np.ndarray, image_grid_thw
   positions = np.zeros((3, batch, length), np.int64)
   deltas = np.zeros((batch,), np.int64)
   used = 0
+  row_of_image = []
   for row in range(batch):
     ids = input_ids[row][mask[row]]
     is_image = ids == image_token_id
@@ -63,6 +66,7 @@ def rope_index(input_ids: np.ndarray, attention_mask: np.ndarray, image_grid_thw
         raise ValueError(f'row {row}: more image token runs than image_grid_thw entries '
                          f'({len(grids)})') from None
       used += 1
+      row_of_image.append(row)
       gh, gw = h // spatial_merge_size, w // spatial_merge_size
       count = t * gh * gw
       if i + count > len(ids) or not is_image[i:i + count].all():
@@ -78,7 +82,7 @@ def rope_index(input_ids: np.ndarray, attention_mask: np.ndarray, image_grid_thw
   if used != len(grids):
     raise ValueError(f'image_grid_thw has {len(grids)} images but the prompts hold image tokens '
                      f'for {used}')
-  return positions.astype(np.int32), deltas.astype(np.int32)
+  return positions.astype(np.int32), deltas.astype(np.int32), np.asarray(row_of_image, np.int32)
 
 
 def window_index(grid_thw: Sequence[int], cfg: VisionConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -97,19 +101,23 @@ def window_index(grid_thw: Sequence[int], cfg: VisionConfig) -> tuple[np.ndarray
 
 
 def vision_inputs(pixel_values: np.ndarray, image_grid_thw: np.ndarray, cfg: VisionConfig,
-                  num_images: int | None = None) -> dict[str, np.ndarray]:
-  """Arranges HF-style flattened patches into padded, window-permuted per-image rows.
+                  row_of_image: Sequence[int], num_rows: int) -> dict[str, np.ndarray]:
+  """Arranges HF-style flattened patches into one padded, window-permuted vision row per batch row.
+
+  All images of a batch row are concatenated into that row (attention stays inside each image
+  through segment ids), so everything downstream is row-local and shards over the batch.
 
   Args:
     pixel_values: [sum_i t*h*w, C] as the Qwen2-VL image processor returns them.
     image_grid_thw: [I, 3].
     cfg: the vision config.
-    num_images: pad the image batch to this many rows (static shapes across steps).
+    row_of_image: [I] the batch row of each image (non-decreasing, as in the prompts).
+    num_rows: R, the number of batch rows.
 
   Returns:
-    patches [I, P, C], positions [I, P, 2], window_segments [I, P], full_segments [I, P],
-    token_gather [sum_i M_i]: for each image token in prompt order, its row in the merged output
-    flattened as [I * P / merge_unit].
+    patches [R, P, C], positions [R, P, 2], window_segments [R, P], full_segments [R, P] (-1 for
+    padding), token_gather [R, X]: for the k-th image token of row r, its index in row r of the
+    merged output [R, P / merge_unit] (0 past the row's image tokens).
   """
   pixel_values = np.asarray(pixel_values, np.float32)
   grids = np.asarray(image_grid_thw, np.int64).reshape(-1, 3)
@@ -125,23 +133,25 @@ def vision_inputs(pixel_values: np.ndarray, image_grid_thw: np.ndarray, cfg: Vis
     if h % cfg.spatial_merge_size or w % cfg.spatial_merge_size:
       raise ValueError(f'image {i}: grid {(t, h, w)} not divisible by spatial_merge_size '
                        f'{cfg.spatial_merge_size}')
-  rows = num_images if num_images is not None else len(grids)
-  if rows < len(grids):
-    raise ValueError(f'{len(grids)} images do not fit num_images={rows}')
-  unit = cfg.merge_unit
-  max_patches = int(sizes.max()) if len(sizes) else unit
-  patches = np.zeros((rows, max_patches, cfg.patch_dim), np.float32)
-  positions = np.zeros((rows, max_patches, 2), np.int32)
-  window_segments = np.full((rows, max_patches), -1, np.int32)
-  full_segments = np.full((rows, max_patches), -1, np.int32)
-  gather = []
+  row_of_image = np.asarray(row_of_image, np.int64)
+  if len(row_of_image) != len(grids):
+    raise ValueError(f'{len(grids)} images but {len(row_of_image)} row assignments')
+  unit, m = cfg.merge_unit, cfg.spatial_merge_size
+  row_patches = np.bincount(row_of_image, weights=sizes, minlength=num_rows).astype(np.int64)
+  max_patches = max(int(row_patches.max()) if len(grids) else 0, unit)
+  max_tokens = max(int(row_patches.max()) // unit if len(grids) else 0, 1)
+  patches = np.zeros((num_rows, max_patches, cfg.patch_dim), np.float32)
+  positions = np.zeros((num_rows, max_patches, 2), np.int32)
+  window_segments = np.full((num_rows, max_patches), -1, np.int32)
+  full_segments = np.full((num_rows, max_patches), -1, np.int32)
+  token_gather = np.zeros((num_rows, max_tokens), np.int32)
+  fill = np.zeros(num_rows, np.int64)  # patches written per row
+  segment_base = np.zeros((num_rows, 2), np.int64)  # next window / frame segment id per row
   offset = 0
-  merged_per_row = max_patches // unit
   for i, (t, h, w) in enumerate(grids):
-    count = int(t * h * w)
+    row, count = int(row_of_image[i]), int(t * h * w)
     image_patches = pixel_values[offset:offset + count]
     offset += count
-    m = cfg.spatial_merge_size
     # Patch coordinates in HF order: merge blocks row-major, 2x2 inside each block, per frame.
     hh, ww = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
     hh = hh.reshape(h // m, m, w // m, m).transpose(0, 2, 1, 3).ravel()
@@ -150,11 +160,14 @@ def vision_inputs(pixel_values: np.ndarray, image_grid_thw: np.ndarray, cfg: Vis
     frames = np.repeat(np.arange(t), h * w)
     units, unit_windows = window_index((t, h, w), cfg)
     order = (units[:, None] * unit + np.arange(unit)[None]).ravel()
-    patches[i, :count] = image_patches[order]
-    positions[i, :count] = coords[order]
-    window_segments[i, :count] = np.repeat(unit_windows, unit)
-    full_segments[i, :count] = frames[order]
-    gather.append(i * merged_per_row + np.argsort(units))
-  token_gather = np.concatenate(gather).astype(np.int32) if gather else np.zeros((0,), np.int32)
+    start = int(fill[row])
+    patches[row, start:start + count] = image_patches[order]
+    positions[row, start:start + count] = coords[order]
+    window_segments[row, start:start + count] = np.repeat(unit_windows, unit) + segment_base[row, 0]
+    full_segments[row, start:start + count] = frames[order] + segment_base[row, 1]
+    first_token = start // unit
+    token_gather[row, first_token:first_token + len(units)] = first_token + np.argsort(units)
+    fill[row] += count
+    segment_base[row] += (unit_windows.max() + 1, t)
   return dict(patches=patches, positions=positions, window_segments=window_segments,
               full_segments=full_segments, token_gather=token_gather)

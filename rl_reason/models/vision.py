@@ -100,7 +100,7 @@ class VisionTower(nnx.Module):
     """
     x = self.patch_embed(patches)  # [I, P, E]
     inv_freq = layers.inverse_frequencies(self.cfg.head_dim // 2, self.cfg.rope_theta)  # [H/4]
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [I, P, 2, H/4]
+    angles = positions.astype(jnp.float32)[..., None] * layers.expand_to(inv_freq, 4)  # [I, P, 2, H/4]
     angles = angles.reshape(*angles.shape[:-2], -1)  # [I, P, H/2]: row angles, then column angles
     angles = jnp.concatenate([angles, angles], axis=-1)
     cos, sin = jnp.cos(angles), jnp.sin(angles)
