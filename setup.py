@@ -32,6 +32,7 @@ setuptools.setup(
             'torch==2.13.0',  # CPU build; an unpinned torch pulls a multi-GB CUDA build.
             'chex',
             'hypothesis',
+            'scipy',
         ],
     },
 )

@@ -124,25 +124,21 @@ class RunConfig:
   mesh: MeshConfig
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
   if isinstance(value, config_dict.ConfigDict):
-    return {k: _plain(v) for k, v in value.items()}
+    return {k: plain(v) for k, v in value.items()}
   if isinstance(value, list):
-    return tuple(_plain(v) for v in value)
+    return tuple(plain(v) for v in value)
   return value
 
 
-def _build(cls, values: dict[str, Any], section: str, rename: dict[str, str] | None = None):
-  rename = rename or {}
+def _build(cls, values: dict[str, Any], section: str):
   fields = {f.name for f in dataclasses.fields(cls)}
-  kwargs = {}
-  for key, value in values.items():
-    name = rename.get(key, key)
-    if name not in fields:
-      valid = sorted(set(fields) - set(rename.values()) | set(rename))
-      raise ValueError(f'unknown config key {section}.{key}; valid keys of {section}: {valid}')
-    kwargs[name] = value
-  return cls(**kwargs)
+  unknown = sorted(set(values) - fields)
+  if unknown:
+    raise ValueError(f'unknown config key(s) {", ".join(f"{section}.{k}" for k in unknown)}; '
+                     f'valid keys of {section}: {sorted(fields)}')
+  return cls(**values)
 
 
 _SECTIONS = ('seed', 'model', 'task', 'reward', 'rollout', 'rl', 'optim', 'warmup', 'train', 'mesh')
@@ -151,7 +147,7 @@ _LOSS_KEYS = ('eps_low', 'eps_high', 'beta', 'kl_estimator', 'aggregation', 'ent
 
 def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
   """Validates a ConfigDict and turns it into a RunConfig."""
-  raw = _plain(config)
+  raw = plain(config)
   unknown = sorted(set(raw) - set(_SECTIONS))
   if unknown:
     raise ValueError(f'unknown config sections {unknown}; valid: {list(_SECTIONS)}')

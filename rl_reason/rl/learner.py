@@ -77,12 +77,13 @@ class LearnerSettings:
 class Learner:
   """Jitted log-prob, RL update and supervised warm-up functions for one model graph."""
 
-  def __init__(self, graphdef: nnx.GraphDef, tx: optax.GradientTransformation, settings: LearnerSettings,
-               *, param_shardings=None, opt_shardings=None, replicated=None):
+  def __init__(self, graphdef: nnx.GraphDef, rl_tx: optax.GradientTransformation,
+               sft_tx: optax.GradientTransformation, settings: LearnerSettings, *, param_shardings=None,
+               opt_shardings=None, replicated=None):
     self.graphdef = graphdef
-    self.tx = tx
     self.settings = settings
     state_out = (param_shardings, opt_shardings, replicated) if param_shardings is not None else None
+    # Donated params/optimiser state keep their shardings across steps (no silent re-layout).
 
     def logprobs_fn(params, batch):
       logits = completion_logits(nnx.merge(graphdef, params), batch, settings.groups)
@@ -106,17 +107,15 @@ class Learner:
       loss = -_masked_mean(logp, batch['completion_mask'])
       return loss, {'sft_loss': loss}
 
-    def make_update(loss_fn):
+    def make_update(loss_fn, tx, shardings):
       def update(params, opt_state, batch):
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
         metrics['grad_norm'] = optax.global_norm(grads)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, metrics
-      return jax.jit(update, donate_argnums=(0, 1), out_shardings=state_out)
+      return jax.jit(update, donate_argnums=(0, 1), out_shardings=shardings)
 
     self.logprobs = jax.jit(logprobs_fn)
-    self.rl_update = make_update(rl_loss)
-    self.sft_update = make_update(sft_loss)
-
-  def init_opt_state(self, params: nnx.State, shardings=None):
-    return jax.jit(self.tx.init, out_shardings=shardings)(params)
+    self.rl_update = make_update(rl_loss, rl_tx, state_out)
+    # The warm-up optimiser state has its own structure; its shardings follow from the inputs.
+    self.sft_update = make_update(sft_loss, sft_tx, None)

@@ -1,0 +1,308 @@
+"""The RL loop: data -> rollout -> rewards -> advantages -> update -> bookkeeping. Orchestration only.
+
+Shapes: P prompts per step, G samples per prompt, B = P*G completions, T prompt bucket,
+N max new tokens.
+
+One step: the sampler (jit) generates G completions per prompt from one prefill each; rewards
+are scored on the host in plain Python; group advantages and the update run in jit on the mesh.
+A supervised warm-up on random permutations (format only) precedes RL when configured, and its
+result becomes the KL reference. Everything a run depends on (params, optimiser state, reference,
+RNG, data position, step) is checkpointed, so running the same command again resumes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from ml_collections import config_dict
+
+from rl_reason import checkpoint, metrics, models, optim, rewards, run_config
+from rl_reason.data import image_processor, pipeline, tokenizer as tokenizer_lib
+from rl_reason.parallel import sharding as shd
+from rl_reason.rl import advantages as advantages_lib
+from rl_reason.rl import learner as learner_lib
+from rl_reason.sampling import Sampler, SamplingConfig
+from rl_reason.tasks import jigsaw
+
+# Config keys whose change makes a checkpoint in the workdir unusable for this run.
+COMPATIBILITY_KEYS = ('seed', 'model', 'task', 'rollout.batch_size', 'rollout.num_generations')
+# Rewards logged (never trained on) for every task of this family.
+LOGGED_REWARDS = ('jigsaw_solved',)
+TIME_KEYS = ('time_sample', 'time_reward', 'time_update', 'time_step')
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+  """A pytree as {path: leaf}: the checkpoint layout, independent of container classes."""
+  return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _unflat(template: Any, flat: dict[str, Any]) -> Any:
+  paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+  return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in paths])
+
+
+def _batch_dim(key: str) -> int:
+  return 1 if key == 'positions' else 0
+
+
+def to_device(tree: dict[str, Any], mesh) -> dict[str, Any]:
+  """Host arrays of this process's rows -> global arrays sharded over the batch axes."""
+
+  def put(path, value):
+    key = jax.tree_util.keystr(path[-1:]).strip("[]'")
+    value = np.asarray(value)
+    dim = _batch_dim(key)
+    global_rows = value.shape[dim] * jax.process_count()
+    sharding = shd.batch_sharding(mesh, value.ndim, dim, batch_size=global_rows)
+    return jax.make_array_from_process_local_data(sharding, value)
+
+  return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def _host(x) -> np.ndarray:
+  return np.asarray(jax.device_get(x))
+
+
+class Trainer:
+  """Builds every component from a RunConfig and runs the loop."""
+
+  def __init__(self, cfg: run_config.RunConfig, raw_config: dict[str, Any], workdir: str):
+    self.cfg = cfg
+    self.raw_config = raw_config
+    self.workdir = workdir
+    self.mesh = shd.make_mesh(cfg.mesh)
+    divisor = shd.batch_divisor(self.mesh, cfg.mesh.rules)
+    if cfg.rollout.batch_size % divisor:
+      raise ValueError(f'rollout.batch_size {cfg.rollout.batch_size} is not divisible by the mesh batch '
+                       f'axes (data x fsdp = {divisor})')
+    if cfg.train.eval_size % divisor or cfg.warmup.batch_size % divisor:
+      raise ValueError(f'train.eval_size {cfg.train.eval_size} and warmup.batch_size '
+                       f'{cfg.warmup.batch_size} must be divisible by the mesh batch axes ({divisor})')
+    self.tokenizer = tokenizer_lib.build_tiny_tokenizer()
+    special = tokenizer_lib.special_ids(self.tokenizer)
+    self.pad_id, self.eos_id = special['pad_id'], special['eos_id']
+    vocab = -(-len(self.tokenizer) // 64) * 64
+    self.model_cfg = models.get_preset(cfg.model.preset, vocab_size=vocab, image_token_id=special['image_pad_id'],
+                                       vision_start_token_id=special['vision_start_id']).replace(
+                                           dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype)
+    vision = self.model_cfg.vision
+    image_cfg = image_processor.ImageProcessorConfig(
+        patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
+        merge_size=vision.spatial_merge_size, min_pixels=(vision.patch_size * vision.spatial_merge_size)**2,
+        max_pixels=4 * cfg.task.image_size[0] * cfg.task.image_size[1]) if vision else None
+    self.task = jigsaw.JigsawTask(cfg.task)
+    self.reward_weights = dict(cfg.reward_weights)
+    for name in self.reward_weights:
+      rewards.get(name)  # unknown reward names fail here, at start-up
+    probe = self.task.example(0)
+    rewards.check_meta(list(self.reward_weights) + list(LOGGED_REWARDS), probe['meta'])
+    encoder = pipeline.PromptEncoder(self.tokenizer, self.model_cfg, image_cfg, cfg.rollout.prompt_buckets)
+    stream = lambda split, batch: pipeline.PromptStream(
+        self.task.example, encoder, seed=cfg.seed, split=split, global_batch=batch,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    self.train_stream = stream('train', cfg.rollout.prompts_per_step)
+    self.eval_batch = stream('eval', cfg.train.eval_size).next()
+    self.warmup_stream = stream('warmup', cfg.warmup.batch_size)
+
+    model = models.create(self.model_cfg, seed=cfg.seed)
+    self.num_params = models.param_count(model)
+    self.graphdef, params = nnx.split(model)
+    self.param_shardings = shd.state_shardings(params, self.mesh, cfg.mesh.rules)
+    self.replicated = shd.replicated(self.mesh)
+    params = jax.device_put(params, self.param_shardings)
+    self.rl_tx = optim.make_optimizer(cfg.optim)
+    self.sft_tx = optim.make_optimizer(optim.OptimConfig(
+        learning_rate=cfg.warmup.learning_rate, warmup_steps=0, schedule='constant',
+        total_steps=max(cfg.warmup.steps, 1), grad_clip_norm=cfg.optim.grad_clip_norm))
+    opt_state = jax.jit(self.rl_tx.init)(params)
+    self.opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+    settings = learner_lib.LearnerSettings(groups=cfg.rollout.num_generations,
+                                           temperature=cfg.rollout.temperature, loss=cfg.loss)
+    self.learner = learner_lib.Learner(self.graphdef, self.rl_tx, self.sft_tx, settings,
+                                       param_shardings=self.param_shardings, opt_shardings=self.opt_shardings,
+                                       replicated=self.replicated)
+    self.sampler = Sampler(self.graphdef)
+    self.sampling = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                                   top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, eos_token_ids=(self.eos_id,),
+                                   pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations)
+    self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
+                                 eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
+    self.base_key = jax.random.key(cfg.seed)
+    self.state = dict(params=params, opt_state=opt_state,
+                      ref_params=jax.tree.map(jnp.copy, params) if cfg.loss.beta > 0 else None)
+    self.step = 0
+    self.checkpointer = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                                keep=cfg.train.keep_checkpoints)
+    self.advantage_fn = advantages_lib.get_advantage_fn(cfg.rl.advantage)
+
+  # ---------------------------------------------------------------- checkpoints
+  def _checkpoint_tree(self) -> dict[str, Any]:
+    tree = dict(params=self.state['params'], opt_state=self.state['opt_state'],
+                rng=jax.random.key_data(self.base_key))
+    if self.state['ref_params'] is not None:
+      tree['ref_params'] = self.state['ref_params']
+    return _flat(tree)
+
+  def save(self) -> None:
+    self.checkpointer.save(self.step, self._checkpoint_tree(),
+                           meta={'step': self.step, 'data': self.train_stream.state()}, config=self.raw_config)
+
+  def maybe_restore(self) -> bool:
+    step = self.checkpointer.latest_step()
+    if step is None:
+      return False
+    saved_config = self.checkpointer.saved_config(step)
+    checkpoint.check_compatible(saved_config, self.raw_config, COMPATIBILITY_KEYS,
+                                where=os.path.join(self.workdir, 'checkpoints'))
+    template = self._checkpoint_tree()
+    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding) for k, v in template.items()}
+    flat, meta, _ = self.checkpointer.restore(step, abstract)
+    tree = _unflat(dict(params=self.state['params'], opt_state=self.state['opt_state'],
+                        rng=jax.random.key_data(self.base_key),
+                        **({'ref_params': self.state['ref_params']} if self.state['ref_params'] is not None else {})),
+                   flat)
+    self.state = dict(params=tree['params'], opt_state=tree['opt_state'], ref_params=tree.get('ref_params'))
+    self.base_key = jax.random.wrap_key_data(tree['rng'])
+    self.step = int(meta['step'])
+    self.train_stream.restore(meta['data'])
+    logging.info('resumed from %s at step %d', self.workdir, self.step)
+    return True
+
+  # ---------------------------------------------------------------- pieces of a step
+  def _completion_arrays(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    return (np.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(np.int32)
+
+  def decode(self, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
+    return [self.tokenizer.decode(row[:n].tolist(), skip_special_tokens=True) for row, n in zip(tokens, lengths)]
+
+  def score(self, texts: list[str], metas: list[dict]) -> dict[str, np.ndarray]:
+    weights = dict(self.reward_weights)
+    for name in LOGGED_REWARDS:
+      weights.setdefault(name, 0.0)
+    return rewards.score_batch(texts, metas, weights)
+
+  def warmup(self) -> None:
+    """Supervised steps on random valid answers: the format is learned, the answers are not."""
+    cfg = self.cfg
+    opt_state = jax.jit(self.sft_tx.init)(self.state['params'])
+    steps = cfg.rollout.max_new_tokens
+    for position in range(cfg.warmup.steps):
+      examples = self.warmup_stream.examples_at(position)
+      targets = [self.tokenizer.encode(self.task.random_answer_completion(e['meta'], seed=position * 7919 + i),
+                                       add_special_tokens=False) + [self.eos_id] for i, e in enumerate(examples)]
+      tokens = np.full((len(targets), steps), self.pad_id, np.int32)
+      lengths = np.array([min(len(t), steps) for t in targets])
+      for row, target in enumerate(targets):
+        tokens[row, :lengths[row]] = target[:steps]
+      batch = to_device(dict(prompt=self.warmup_stream.encode(examples), tokens=tokens,
+                             completion_mask=self._completion_arrays(tokens, lengths)), self.mesh)
+      self.state['params'], opt_state, out = self.learner.sft_update(self.state['params'], opt_state, batch)
+      if position % 25 == 0 or position == cfg.warmup.steps - 1:
+        logging.info('warm-up %d/%d: loss %.3f', position + 1, cfg.warmup.steps, float(out['sft_loss']))
+    if cfg.warmup.reference and self.state['ref_params'] is not None:
+      self.state['ref_params'] = jax.tree.map(jnp.copy, self.state['params'])
+
+  def evaluate(self) -> dict[str, float]:
+    batch = self.eval_batch
+    out = self.sampler(self.state['params'], to_device(batch.inputs, self.mesh), self.base_key, self.greedy)
+    tokens, lengths = _host(out.tokens), _host(out.lengths)
+    scores = self.score(self.decode(tokens, lengths), [e['meta'] for e in batch.examples])
+    return {'eval_solve_rate': float(np.nanmean(scores['jigsaw_solved'])),
+            'eval_accuracy': float(np.nanmean(scores['jigsaw_grid'])) if 'jigsaw_grid' in scores else float('nan'),
+            'eval_format_rate': float(np.nanmean(scores['jigsaw_format'])) if 'jigsaw_format' in scores else float('nan'),
+            'eval_reward_mean': float(np.nanmean(scores['total']))}
+
+  def rl_step(self) -> tuple[dict[str, float], list[str]]:
+    cfg = self.cfg
+    groups = cfg.rollout.num_generations
+    t0 = time.perf_counter()
+    batch = self.train_stream.next()
+    prompt = to_device(batch.inputs, self.mesh)
+    out = self.sampler(self.state['params'], prompt, jax.random.fold_in(self.base_key, self.step), self.sampling)
+    tokens, lengths, finished = _host(out.tokens), _host(out.lengths), _host(out.finished)
+    t1 = time.perf_counter()
+    texts = self.decode(tokens, lengths)
+    metas = [e['meta'] for e in batch.examples for _ in range(groups)]
+    scores = self.score(texts, metas)
+    total = np.nan_to_num(scores['total'], nan=0.0)
+    advantages = _host(self.advantage_fn(jnp.asarray(total, jnp.float32), groups, eps=cfg.rl.advantage_eps))
+    group_std = total.reshape(-1, groups).std(axis=1)
+    t2 = time.perf_counter()
+    update_batch = to_device(dict(prompt=batch.inputs, tokens=tokens,
+                                  completion_mask=self._completion_arrays(tokens, lengths),
+                                  advantages=advantages.astype(np.float32),
+                                  sampler_logprobs=_host(out.logprobs)), self.mesh)
+    if self.state['ref_params'] is not None:
+      update_batch['ref_logprobs'] = self.learner.logprobs(self.state['ref_params'], update_batch)
+    if cfg.rl.num_iterations > 1:
+      update_batch['old_logprobs'] = self.learner.logprobs(self.state['params'], update_batch)
+    for _ in range(cfg.rl.num_iterations):
+      self.state['params'], self.state['opt_state'], update = self.learner.rl_update(
+          self.state['params'], self.state['opt_state'], update_batch)
+    update = {k: float(v) for k, v in jax.device_get(update).items()}
+    t3 = time.perf_counter()
+    row = {
+        'reward_mean': float(total.mean()), 'reward_std': float(total.std()),
+        'solve_rate': float(np.nanmean(scores['jigsaw_solved'])),
+        'format_rate': float(np.nanmean(scores['jigsaw_format'])) if 'jigsaw_format' in scores else float('nan'),
+        'accuracy': float(np.nanmean(scores['jigsaw_grid'])) if 'jigsaw_grid' in scores else float('nan'),
+        'reward_failures': float(scores.get('failures', 0)),
+        'frac_reward_zero_std': float((group_std < 1e-8).mean()),
+        'completion_length': float(lengths.mean()), 'truncated_rate': float(1 - finished.mean()),
+        'time_sample': t1 - t0, 'time_reward': t2 - t1, 'time_update': t3 - t2, 'time_step': t3 - t0,
+        **update,
+    }
+    return row, texts
+
+  # ---------------------------------------------------------------- the loop
+  def run(self) -> list[dict[str, Any]]:
+    cfg = self.cfg
+    os.makedirs(self.workdir, exist_ok=True)
+    start = time.time()
+    resumed = self.maybe_restore()
+    writer = metrics.MetricsWriter(self.workdir)
+    if resumed:
+      metrics.truncate_after(os.path.join(self.workdir, 'metrics.jsonl'), self.step)
+    else:
+      logging.info('model %s: %.2fM parameters', cfg.model.preset, self.num_params / 1e6)
+      if cfg.warmup.steps:
+        self.warmup()
+      writer.write(self.step, self.evaluate())
+      self.save()
+    bar = metrics.ProgressBar(total=cfg.train.steps, initial=self.step)
+    try:
+      while self.step < cfg.train.steps:
+        row, texts = self.rl_step()
+        self.step += 1
+        if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
+          writer.write(self.step, row)
+        bar.update(self.step, {k: row[k] for k in ('reward_mean', 'solve_rate', 'format_rate', 'kl')})
+        if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
+          writer.write_texts(self.step, texts[:4])
+        if (cfg.train.eval_every and self.step % cfg.train.eval_every == 0) or self.step == cfg.train.steps:
+          writer.write(self.step, self.evaluate())
+        if self.step % cfg.train.checkpoint_every == 0 or self.step == cfg.train.steps:
+          self.save()
+    finally:
+      bar.close()
+      writer.close()
+    rows = metrics.read_metrics(os.path.join(self.workdir, 'metrics.jsonl'))
+    metrics.plot_metrics(os.path.join(self.workdir, 'metrics.jsonl'), os.path.join(self.workdir, 'rewards.png'))
+    summary = metrics.format_summary(rows)
+    print(summary + f'\nwall time this invocation: {time.time() - start:.0f} s; workdir: {self.workdir}')
+    return rows
+
+
+def run(config: config_dict.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+  """Trains (or resumes) the run described by `config` in `workdir`; returns the metric rows."""
+  cfg = run_config.from_config_dict(config)
+  raw = json.loads(json.dumps(run_config.plain(config)))
+  return Trainer(cfg, raw, workdir).run()

@@ -1,0 +1,136 @@
+"""The jitted update: sharded on 8 fake devices equals 1 device; mu=1 shortcut equals an explicit old pass."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from rl_reason import models, train
+from rl_reason.models import config as model_config
+from rl_reason.parallel import sharding as shd
+from rl_reason.rl import learner as learner_lib
+from rl_reason.rl import losses
+
+IMAGE, GROUPS = 60, 2
+
+
+def _cfg():
+  return model_config.ModelConfig(
+      text=model_config.TextConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0,
+                                   mrope_section=(2, 1, 1)),
+      vision=model_config.VisionConfig(depth=2, hidden_size=16, intermediate_size=24, num_heads=2, patch_size=4,
+                                       window_size=8, fullatt_block_indexes=(1,), out_hidden_size=32),
+      image_token_id=IMAGE, vision_start_token_id=61)
+
+
+def _batch(cfg, prompts=4, new_tokens=5, seed=0, return_pixels=False):
+  rng = np.random.RandomState(seed)
+  grids = np.array([[1, 4, 4]] * prompts)
+  ids = np.zeros((prompts, 12), np.int64)
+  mask = np.zeros((prompts, 12), np.int64)
+  for p in range(prompts):
+    row = [1, 61] + [IMAGE] * 4 + list(rng.randint(2, 50, size=2 + p % 3))
+    ids[p, -len(row):] = row
+    mask[p, -len(row):] = 1
+  pixels = rng.randn(int(grids.prod(1).sum()), cfg.vision.patch_dim).astype(np.float32)
+  prompt = models.prepare_inputs(cfg, ids, mask, pixels, grids)
+  rows = prompts * GROUPS
+  tokens = rng.randint(2, 50, size=(rows, new_tokens)).astype(np.int32)
+  lengths = rng.randint(1, new_tokens + 1, size=rows)
+  completion_mask = (np.arange(new_tokens)[None] < lengths[:, None]).astype(np.int32)
+  batch = dict(prompt=prompt, tokens=tokens, completion_mask=completion_mask,
+               advantages=rng.randn(rows).astype(np.float32))
+  return (batch, pixels) if return_pixels else batch
+
+
+def _run_updates(mesh, steps=2):
+  cfg = _cfg()
+  graphdef, params = nnx.split(models.create(cfg, seed=0))
+  param_shardings = shd.state_shardings(params, mesh)
+  params = jax.device_put(params, param_shardings)
+  tx = optax.adam(1e-2)
+  opt_state = jax.jit(tx.init)(params)
+  settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=1.0, loss=losses.LossConfig(beta=0.05))
+  learner = learner_lib.Learner(graphdef, tx, tx, settings, param_shardings=param_shardings,
+                                opt_shardings=jax.tree.map(lambda x: x.sharding, opt_state),
+                                replicated=shd.replicated(mesh))
+  ref = jax.tree.map(lambda x: x + 0.01, params)
+  all_metrics = []
+  for step in range(steps):
+    batch = train.to_device(_batch(cfg, seed=step), mesh)
+    batch['ref_logprobs'] = learner.logprobs(ref, batch)
+    params, opt_state, metrics = learner.rl_update(params, opt_state, batch)
+    all_metrics.append(jax.device_get(metrics))
+  return jax.device_get(params), all_metrics
+
+
+def test_sharded_update_equals_single_device():
+  assert jax.device_count() == 8
+  single, single_metrics = _run_updates(shd.make_mesh(shd.MeshConfig(data=1), jax.devices()[:1]))
+  sharded_mesh = shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2))
+  sharded, sharded_metrics = _run_updates(sharded_mesh)
+  for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(sharded)):
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
+  np.testing.assert_allclose(single_metrics[-1]['loss'], sharded_metrics[-1]['loss'], rtol=1e-4, atol=1e-6)
+  # The sharded run really is sharded: some parameter is split over the tensor axis.
+  _, params = nnx.split(models.create(_cfg()))
+  specs = jax.tree.leaves(shd.state_shardings(params, sharded_mesh), is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+  assert any('tensor' in str(s.spec) for s in specs) and any('fsdp' in str(s.spec) for s in specs)
+
+
+def test_on_policy_shortcut_matches_explicit_old_logprobs():
+  cfg = _cfg()
+  graphdef, params = nnx.split(models.create(cfg, seed=0))
+  settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=0.7, loss=losses.LossConfig(beta=0.0))
+  batch = jax.tree.map(jnp.asarray, _batch(cfg))
+
+  def grads(with_old):
+    def loss_fn(p):
+      logits = learner_lib.completion_logits(nnx.merge(graphdef, p), batch, GROUPS)
+      logp, _ = learner_lib.token_logprobs(logits, batch['tokens'], settings.temperature)
+      old = jax.lax.stop_gradient(logp) if not with_old else with_old
+      return losses.policy_loss(logp, old, None, batch['advantages'], batch['completion_mask'], settings.loss)[0]
+    return jax.grad(loss_fn)(params)
+
+  tx = optax.sgd(0.0)
+  learner = learner_lib.Learner(graphdef, tx, tx, settings)
+  old = learner.logprobs(params, batch)
+  for a, b in zip(jax.tree.leaves(grads(None)), jax.tree.leaves(grads(old))):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_completion_logprobs_match_full_forward():
+  cfg = _cfg()
+  model = models.create(cfg, seed=3)
+  graphdef, params = nnx.split(model)
+  batch, all_pixels = _batch(cfg, return_pixels=True)
+  tx = optax.sgd(0.0)
+  learner = learner_lib.Learner(graphdef, tx, tx, learner_lib.LearnerSettings(GROUPS, 1.0, losses.LossConfig()))
+  got = np.asarray(learner.logprobs(params, jax.tree.map(jnp.asarray, batch)))
+  prompt = batch['prompt']
+  for row in (0, 3, 7):
+    p = row // GROUPS
+    ids = np.concatenate([prompt['input_ids'][p], batch['tokens'][row]])[None]
+    mask = np.concatenate([prompt['attention_mask'][p], np.ones(batch['tokens'].shape[1], np.int32)])[None]
+    pixels = all_pixels[16 * p:16 * (p + 1)]
+    logits = np.asarray(models.forward(model, ids, mask, pixel_values=pixels, image_grid_thw=np.array([[1, 4, 4]])))[0]
+    logp = np.asarray(jax.nn.log_softmax(logits[prompt['input_ids'].shape[1] - 1:-1], -1))
+    expected = np.take_along_axis(logp, batch['tokens'][row][:, None], -1)[:, 0]
+    np.testing.assert_allclose(got[row], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('batch_size', [6])
+def test_batch_not_divisible_by_mesh_is_an_error(batch_size):
+  from rl_reason import run_config  # pylint: disable=g-import-not-at-top
+  from configs import vlm_grpo  # pylint: disable=g-import-not-at-top
+  config = vlm_grpo.get_config()
+  config.rollout.batch_size = batch_size
+  config.rollout.num_generations = 3
+  config.mesh.data = 4
+  config.mesh.fsdp = 2
+  cfg = run_config.from_config_dict(config)
+  with pytest.raises(ValueError, match='not divisible by the mesh'):
+    train.Trainer(cfg, {}, '/tmp/unused')
