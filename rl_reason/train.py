@@ -49,24 +49,6 @@ def _unflat(template: Any, flat: dict[str, Any]) -> Any:
   return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in paths])
 
 
-def _batch_dim(key: str) -> int:
-  return 1 if key == 'positions' else 0
-
-
-def to_device(tree: dict[str, Any], mesh) -> dict[str, Any]:
-  """Host arrays of this process's rows -> global arrays sharded over the batch axes."""
-
-  def put(path, value):
-    key = jax.tree_util.keystr(path[-1:]).strip("[]'")
-    value = np.asarray(value)
-    dim = _batch_dim(key)
-    global_rows = value.shape[dim] * jax.process_count()
-    sharding = shd.batch_sharding(mesh, value.ndim, dim, batch_size=global_rows)
-    return jax.make_array_from_process_local_data(sharding, value)
-
-  return jax.tree_util.tree_map_with_path(put, tree)
-
-
 def _host(x) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
@@ -122,8 +104,8 @@ class Trainer:
     self.sft_tx = optim.make_optimizer(optim.OptimConfig(
         learning_rate=cfg.warmup.learning_rate, warmup_steps=0, schedule='constant',
         total_steps=max(cfg.warmup.steps, 1), grad_clip_norm=cfg.optim.grad_clip_norm))
-    opt_state = jax.jit(self.rl_tx.init)(params)
-    self.opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+    self.opt_shardings = shd.optimizer_shardings(self.rl_tx, params, self.param_shardings, self.mesh)
+    opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
     settings = learner_lib.LearnerSettings(groups=cfg.rollout.num_generations,
                                            temperature=cfg.rollout.temperature, loss=cfg.loss)
     self.learner = learner_lib.Learner(self.graphdef, self.rl_tx, self.sft_tx, settings,
@@ -192,7 +174,9 @@ class Trainer:
   def warmup(self) -> None:
     """Supervised steps on random valid answers: the format is learned, the answers are not."""
     cfg = self.cfg
-    opt_state = jax.jit(self.sft_tx.init)(self.state['params'])
+    params = self.state['params']
+    opt_state = jax.jit(self.sft_tx.init, out_shardings=shd.optimizer_shardings(
+        self.sft_tx, params, self.param_shardings, self.mesh))(params)
     steps = cfg.rollout.max_new_tokens
     for position in range(cfg.warmup.steps):
       examples = self.warmup_stream.examples_at(position)
@@ -202,7 +186,7 @@ class Trainer:
       lengths = np.array([min(len(t), steps) for t in targets])
       for row, target in enumerate(targets):
         tokens[row, :lengths[row]] = target[:steps]
-      batch = to_device(dict(prompt=self.warmup_stream.encode(examples), tokens=tokens,
+      batch = shd.host_to_global(dict(prompt=self.warmup_stream.encode(examples), tokens=tokens,
                              completion_mask=self._completion_arrays(tokens, lengths)), self.mesh)
       self.state['params'], opt_state, out = self.learner.sft_update(self.state['params'], opt_state, batch)
       if position % 25 == 0 or position == cfg.warmup.steps - 1:
@@ -212,7 +196,7 @@ class Trainer:
 
   def evaluate(self) -> dict[str, float]:
     batch = self.eval_batch
-    out = self.sampler(self.state['params'], to_device(batch.inputs, self.mesh), self.base_key, self.greedy)
+    out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), self.base_key, self.greedy)
     tokens, lengths = _host(out.tokens), _host(out.lengths)
     scores = self.score(self.decode(tokens, lengths), [e['meta'] for e in batch.examples])
     return {'eval_solve_rate': float(np.nanmean(scores['jigsaw_solved'])),
@@ -225,7 +209,7 @@ class Trainer:
     groups = cfg.rollout.num_generations
     t0 = time.perf_counter()
     batch = self.train_stream.next()
-    prompt = to_device(batch.inputs, self.mesh)
+    prompt = shd.host_to_global(batch.inputs, self.mesh)
     out = self.sampler(self.state['params'], prompt, jax.random.fold_in(self.base_key, self.step), self.sampling)
     tokens, lengths, finished = _host(out.tokens), _host(out.lengths), _host(out.finished)
     t1 = time.perf_counter()
@@ -236,7 +220,7 @@ class Trainer:
     advantages = _host(self.advantage_fn(jnp.asarray(total, jnp.float32), groups, eps=cfg.rl.advantage_eps))
     group_std = total.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
-    update_batch = to_device(dict(prompt=batch.inputs, tokens=tokens,
+    update_batch = shd.host_to_global(dict(prompt=batch.inputs, tokens=tokens,
                                   completion_mask=self._completion_arrays(tokens, lengths),
                                   advantages=advantages.astype(np.float32),
                                   sampler_logprobs=_host(out.logprobs)), self.mesh)

@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from rl_reason import models, train
+from rl_reason import models
 from rl_reason.models import config as model_config
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import learner as learner_lib
@@ -52,15 +52,15 @@ def _run_updates(mesh, steps=2):
   param_shardings = shd.state_shardings(params, mesh)
   params = jax.device_put(params, param_shardings)
   tx = optax.adam(1e-2)
-  opt_state = jax.jit(tx.init)(params)
+  opt_shardings = shd.optimizer_shardings(tx, params, param_shardings, mesh)
+  opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=1.0, loss=losses.LossConfig(beta=0.05))
   learner = learner_lib.Learner(graphdef, tx, tx, settings, param_shardings=param_shardings,
-                                opt_shardings=jax.tree.map(lambda x: x.sharding, opt_state),
-                                replicated=shd.replicated(mesh))
+                                opt_shardings=opt_shardings, replicated=shd.replicated(mesh))
   ref = jax.tree.map(lambda x: x + 0.01, params)
   all_metrics = []
   for step in range(steps):
-    batch = train.to_device(_batch(cfg, seed=step), mesh)
+    batch = shd.host_to_global(_batch(cfg, seed=step), mesh)
     batch['ref_logprobs'] = learner.logprobs(ref, batch)
     params, opt_state, metrics = learner.rl_update(params, opt_state, batch)
     all_metrics.append(jax.device_get(metrics))
@@ -91,7 +91,7 @@ def test_on_policy_shortcut_matches_explicit_old_logprobs():
     def loss_fn(p):
       logits = learner_lib.completion_logits(nnx.merge(graphdef, p), batch, GROUPS)
       logp, _ = learner_lib.token_logprobs(logits, batch['tokens'], settings.temperature)
-      old = jax.lax.stop_gradient(logp) if not with_old else with_old
+      old = jax.lax.stop_gradient(logp) if with_old is None else with_old
       return losses.policy_loss(logp, old, None, batch['advantages'], batch['completion_mask'], settings.loss)[0]
     return jax.grad(loss_fn)(params)
 
@@ -124,7 +124,7 @@ def test_completion_logprobs_match_full_forward():
 
 @pytest.mark.parametrize('batch_size', [6])
 def test_batch_not_divisible_by_mesh_is_an_error(batch_size):
-  from rl_reason import run_config  # pylint: disable=g-import-not-at-top
+  from rl_reason import run_config, train  # pylint: disable=g-import-not-at-top
   from configs import vlm_grpo  # pylint: disable=g-import-not-at-top
   config = vlm_grpo.get_config()
   config.rollout.batch_size = batch_size

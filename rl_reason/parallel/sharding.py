@@ -132,3 +132,28 @@ def batch_sharding(mesh: Mesh, ndim: int, batch_dim: int = 0, rules=DEFAULT_RULE
 def batch_divisor(mesh: Mesh, rules=DEFAULT_RULES) -> int:
   """How many ways the batch dimension is split on this mesh."""
   return math.prod(mesh.shape[a] for a in _mesh_axes_for(BATCH, dict(rules)))
+
+
+def host_to_global(tree: dict[str, Any], mesh: Mesh, rules=DEFAULT_RULES) -> dict[str, Any]:
+  """Host arrays holding this process's rows -> global arrays sharded over the batch axes.
+
+  Every array's batch dimension is 0, except `positions` [3, B, T] (dimension 1). Each process
+  passes only its own rows, so multi-host feeding needs no gather.
+  """
+
+  def put(path, value):
+    value = np.asarray(value)
+    dim = 1 if getattr(path[-1], 'key', None) == 'positions' else 0
+    global_rows = value.shape[dim] * jax.process_count()
+    sharding = batch_sharding(mesh, value.ndim, dim, rules, batch_size=global_rows)
+    return jax.make_array_from_process_local_data(sharding, value)
+
+  return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def optimizer_shardings(tx, params, param_shardings, mesh: Mesh):
+  """Shardings of `tx`'s state: parameter-shaped leaves follow their parameter, the rest replicate."""
+  import optax  # pylint: disable=g-import-not-at-top
+  abstract = jax.eval_shape(tx.init, params)
+  return optax.tree_map_params(tx, lambda _, sharding: sharding, abstract, param_shardings,
+                               transform_non_params=lambda _: replicated(mesh))
