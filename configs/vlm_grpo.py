@@ -94,7 +94,6 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
   if arg == 'tiny_2x1':
     c.task.rows, c.task.cols = 2, 1
-    c.task.image_size = (32, 16)
     c.warmup.steps = 60
     c.train.steps = 60
     c.train.eval_every = 30

@@ -62,6 +62,7 @@ class ImageProcessorConfig:
 
   @property
   def patch_dim(self) -> int:
+    """Length of one flattened patch: 3 channels x temporal_patch_size frames x patch_size**2."""
     return 3 * self.temporal_patch_size * self.patch_size**2
 
 

@@ -28,7 +28,7 @@ IMAGE_PAD = '<|image_pad|>'
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD)
 TAG_TOKENS = ('<think>', '</think>', '<answer>', '</answer>')
 
-VOCAB_SIZE = 448  # 256 byte symbols + 10 added tokens + ~180 merges
+VOCAB_SIZE = 480  # 256 byte symbols + 10 added tokens + ~210 merges
 MAX_GRID = 4  # prompts for grids 1..MAX_GRID x 1..MAX_GRID are in the training corpus
 
 # The Qwen2 pre-tokenizer regex; `\p{N}` (one character) keeps digits individual.
@@ -84,13 +84,14 @@ reinforcement learning: try many times, keep what works, and forget what does no
 
 
 def _corpus() -> list[str]:
-  """Training text: every jigsaw prompt the tiny models can see, plus generic English."""
+  """Training text: every jigsaw prompt the tiny models can see (as chat turns), plus generic English."""
   texts = [ENGLISH_TEXT]
   for rows in range(1, MAX_GRID + 1):
     for cols in range(1, MAX_GRID + 1):
       for style in jigsaw.PROMPT_STYLES:
         for think in (True, False):
-          texts.append(jigsaw.render_prompt(rows, cols, think=think, style=style))
+          # Wrapped in the template's role names so that "user" and "assistant" become single tokens.
+          texts.append(f'user\n{jigsaw.render_prompt(rows, cols, think=think, style=style)}\nassistant\n')
   # Tags are added tokens and are never split, so BPE merges spent on them would be wasted.
   for tag in TAG_TOKENS:
     texts = [text.replace(tag, ' ') for text in texts]
