@@ -33,6 +33,8 @@ def maybe_initialize_distributed() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  # Orbax logs every file it writes at INFO; keep the console for the run's own progress.
+  logging.get_absl_handler().addFilter(lambda record: '/orbax/' not in record.pathname)
   maybe_initialize_distributed()
   from rl_reason import train  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS['config'].config_filename)

@@ -125,10 +125,10 @@ def plot_metrics(metrics_path: str, out_png: str,
 
 
 class ProgressBar:
-  """tqdm over training steps, showing a few scalars; silent when stderr is not a terminal."""
+  """tqdm over training steps showing a few scalars; by default silent when stderr is not a terminal."""
 
-  def __init__(self, total: int, initial: int = 0):
-    self._bar = tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True, disable=None)
+  def __init__(self, total: int, initial: int = 0, *, disable: bool | None = None):
+    self._bar = tqdm.tqdm(total=total, initial=initial, unit='step', dynamic_ncols=True, disable=disable)
 
   def update(self, step: int, postfix: Mapping[str, float]) -> None:
     self._bar.set_postfix({name: f'{float(value):.3g}' for name, value in postfix.items()}, refresh=False)

@@ -109,12 +109,19 @@ def test_plot_metrics(tmp_path):
 
 
 def test_progress_bar_tracks_steps(capsys):
-  bar = metrics.ProgressBar(total=10, initial=3)
-  bar.update(4, {'reward_mean': 0.123456, 'kl': 1e-5})
-  bar.update(6, {'reward_mean': 0.5})
-  assert bar._bar.n == 6  # pylint: disable=protected-access
+  bar = metrics.ProgressBar(total=10, initial=3, disable=False)
+  bar.update(4, {'reward_mean': 0.9})
+  bar.update(6, {'reward_mean': 0.123456, 'kl': 1e-5})
+  bar.close()  # tqdm rate-limits redraws; close draws the final state
+  final = capsys.readouterr().err.split('\r')[-1]
+  assert '6/10' in final and 'reward_mean=0.123,' in final and 'kl=1e-05' in final
+
+
+def test_progress_bar_is_silent_off_a_terminal(capsys):
+  bar = metrics.ProgressBar(total=10)  # pytest's captured stderr is not a TTY
+  bar.update(2, {'reward_mean': 0.5})
   bar.close()
-  capsys.readouterr()
+  assert capsys.readouterr().err == ''
 
 
 def test_format_summary():

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_CONTRAST = 0.45  # smallest ramp span, as a fraction of the full [0, 255] range
-MAX_CONTRAST = 0.8
+MIN_CONTRAST = 0.7  # smallest ramp span: above ~0.7 a piece's mean colour alone tells its grid cell
+MAX_CONTRAST = 0.95
 NOISE_STD = 0.02  # in [0, 1] intensity units
 MAX_SHAPES = 3
 
