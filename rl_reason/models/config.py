@@ -8,6 +8,7 @@ that train on a laptop CPU. Field names follow the Hugging Face config.json keys
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 
@@ -133,8 +134,8 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
 @register_preset('tiny_vl')
 def tiny_vl(vocab_size: int = 512, image_token_id: int = 0, vision_start_token_id: int = 0) -> ModelConfig:
   """Qwen2.5-VL at CPU size: 2-block vision tower (window + full attention), 2-layer decoder."""
-  text = TextConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0,
+  text = TextConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=int(os.environ.get('LAYERS', 2)),
+                    num_attention_heads=4, num_key_value_heads=2, rope_theta=float(os.environ.get('THETA', 10000)),
                     mrope_section=(4, 6, 6), tie_word_embeddings=True)
   vision = VisionConfig(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=8,
                         window_size=16, fullatt_block_indexes=(1,), out_hidden_size=128)

@@ -95,7 +95,7 @@ class Learner:
       # mu = 1: the behaviour policy is the current one; the ratio is 1 in value, not in gradient.
       old = batch['old_logprobs'] if 'old_logprobs' in batch else jax.lax.stop_gradient(logp)
       loss, metrics = losses.policy_loss(logp, old, batch.get('ref_logprobs'), batch['advantages'],
-                                         batch['completion_mask'], settings.loss)
+                                         batch['completion_mask'], settings.loss, entropy=entropy)
       metrics['entropy'] = jax.lax.stop_gradient(_masked_mean(entropy, batch['completion_mask']))
       metrics['sampler_logprob_diff_mean'] = jax.lax.stop_gradient(_masked_mean(
           jnp.abs(logp - batch['sampler_logprobs']), batch['completion_mask'])) if 'sampler_logprobs' in batch else 0.0

@@ -90,7 +90,7 @@ class LossConfig:
   beta: float = 0.04  # KL penalty coefficient (TRL default); 0 = no reference needed
   kl_estimator: str = 'k3'
   aggregation: str = 'seq_mean_token_mean'
-  entropy_coef: float = 0.0
+  entropy_coef: float = 0.0  # + bonus / - penalty on mean token entropy (aggregated like the loss)
 
   def __post_init__(self):
     if not 0.0 <= self.eps_low < 1.0:
@@ -103,8 +103,6 @@ class LossConfig:
       raise ValueError(f'kl_estimator {self.kl_estimator!r} unknown; valid: {sorted(KL_ESTIMATORS)}')
     if self.aggregation not in AGGREGATIONS:
       raise ValueError(f'aggregation {self.aggregation!r} unknown; valid: {sorted(AGGREGATIONS)}')
-    if self.entropy_coef != 0.0:
-      raise ValueError(f'entropy_coef={self.entropy_coef}: the entropy bonus is not implemented; use 0.0')
 
 
 def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -112,8 +110,8 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.Array | None,
-                advantages: jax.Array, mask: jax.Array,
-                cfg: LossConfig) -> tuple[jax.Array, dict[str, jax.Array]]:
+                advantages: jax.Array, mask: jax.Array, cfg: LossConfig,
+                entropy: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Scalar loss to minimise and gradient-free metrics.
 
   Args:
@@ -123,6 +121,8 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
     advantages: f32[B] one advantage per completion.
     mask: [B, T] completion mask.
     cfg: the loss configuration.
+    entropy: f32[B, T] per-token entropy of the current policy (with gradient); required when
+      cfg.entropy_coef != 0. The per-token loss gets -entropy_coef * entropy (TRL, verl).
 
   Returns:
     (loss, metrics) with metrics loss, kl (mask-mean k3, whatever the loss estimator, so runs stay
@@ -134,6 +134,10 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
   per_token, stats = ppo_clip_surrogate(logprobs, old_logprobs, advantages, cfg.eps_low, cfg.eps_high)
   if cfg.beta > 0:
     per_token = per_token + cfg.beta * KL_ESTIMATORS[cfg.kl_estimator](logprobs, ref_logprobs)
+  if cfg.entropy_coef != 0.0:
+    if entropy is None:
+      raise ValueError(f'entropy_coef={cfg.entropy_coef} needs the per-token entropy')
+    per_token = per_token - cfg.entropy_coef * entropy
   loss = AGGREGATIONS[cfg.aggregation](per_token, mask)
 
   mask_f = mask.astype(jnp.float32)
