@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.reward.weights = config_dict.ConfigDict({'jigsaw_grid': 1.0, 'jigsaw_format': 0.5})
 
   c.rollout = config_dict.ConfigDict()
-  c.rollout.batch_size = 128  # B: completions per RL step (global); prompts per step = B / G
+  c.rollout.batch_size = 64  # B: completions per RL step (global); prompts per step = B / G
   c.rollout.num_generations = 8  # G: samples per prompt (one prefill each, cache fanned out)
   c.rollout.max_new_tokens = 16  # N: completion length cap
   c.rollout.temperature = 1.0  # sampling temperature (the learner uses the same scaling)
@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.entropy_coef = 0.0  # entropy bonus coefficient
 
   c.optim = config_dict.ConfigDict()
-  c.optim.learning_rate = 1e-3  # peak learning rate of the RL stage
+  c.optim.learning_rate = 3e-4  # peak learning rate of the RL stage
   c.optim.warmup_steps = 10  # linear warm-up steps
   c.optim.schedule = 'constant'  # constant | cosine
   c.optim.end_lr_factor = 0.1  # cosine: final lr / peak lr
@@ -79,9 +79,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.warmup.reference = True  # the KL reference is the policy after warm-up (else: the initial policy)
 
   c.train = config_dict.ConfigDict()
-  c.train.steps = 900  # RL steps
+  c.train.steps = 2000  # RL steps
   c.train.log_every = 1  # console / metrics.jsonl / TensorBoard cadence (steps)
-  c.train.eval_every = 50  # greedy evaluation on held-out puzzles (0 = only at the end)
+  c.train.eval_every = 100  # greedy evaluation on held-out puzzles (0 = only at the end)
   c.train.eval_size = 128  # held-out puzzles per evaluation
   c.train.sample_every = 50  # decoded samples written to samples.jsonl
   c.train.checkpoint_every = 100  # orbax checkpoint cadence (and at the end)
@@ -94,9 +94,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
   if arg == 'tiny_2x1':
     c.task.rows, c.task.cols = 2, 1
-    c.warmup.steps = 60
-    c.train.steps = 60
-    c.train.eval_every = 30
+    c.warmup.steps = 100
+    c.train.steps = 300
+    c.train.eval_every = 100
     c.train.eval_size = 64
-    c.train.checkpoint_every = 30
+    c.train.checkpoint_every = 100
   return c

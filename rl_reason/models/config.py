@@ -8,7 +8,6 @@ that train on a laptop CPU. Field names follow the Hugging Face config.json keys
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
 
@@ -133,9 +132,16 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
 
 @register_preset('tiny_vl')
 def tiny_vl(vocab_size: int = 512, image_token_id: int = 0, vision_start_token_id: int = 0) -> ModelConfig:
-  """Qwen2.5-VL at CPU size: 2-block vision tower (window + full attention), 2-layer decoder."""
-  text = TextConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=int(os.environ.get('LAYERS', 2)),
-                    num_attention_heads=4, num_key_value_heads=2, rope_theta=float(os.environ.get('THETA', 10000)),
+  """Qwen2.5-VL at CPU size: 2-block vision tower (window + full attention), 2-layer decoder.
+
+  rope_theta is 10, not Qwen's 1e6: multimodal rotary gives the width axis the lowest frequencies
+  (the last mrope section), and at head_dim 32 only a small theta leaves them fast enough to tell
+  adjacent grid cells apart. Measured once each, supervised on correct 2x2 answers for 200 steps:
+  greedy solve rate 0.00 at theta 1e4, 0.44 at 10, 1.00 at 4; but at 4 text positions alias and
+  the format warm-up no longer learns to avoid repeated digits (loss 0.32 vs the 0.29 floor).
+  """
+  text = TextConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, rope_theta=10.0,
                     mrope_section=(4, 6, 6), tie_word_embeddings=True)
   vision = VisionConfig(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=8,
                         window_size=16, fullatt_block_indexes=(1,), out_hidden_size=128)

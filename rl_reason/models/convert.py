@@ -131,4 +131,4 @@ def load_hf_tensors(model: nnx.Module, tensors: dict[str, np.ndarray], *, source
       raise ValueError(f'{source}: tensor {canonical[hf]} has shape {tuple(np.shape(tensors[canonical[hf]]))}'
                        f', which maps to {tuple(array.shape)}, but parameter {path} has shape '
                        f'{tuple(var.shape)}')
-    var.value = jnp.asarray(array, dtype=var.value.dtype)
+    var.set_value(jnp.asarray(array, dtype=var.get_value().dtype))

@@ -110,7 +110,7 @@ class Learner:
     def make_update(loss_fn, tx, shardings):
       def update(params, opt_state, batch):
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-        metrics['grad_norm'] = optax.global_norm(grads)
+        metrics['grad_norm'] = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, metrics
       return jax.jit(update, donate_argnums=(0, 1), out_shardings=shardings)
