@@ -117,7 +117,7 @@ class Trainer:
                                    pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations)
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
-    self.base_key = jax.random.key(cfg.seed)
+    self.base_key = jax.device_put(jax.random.key(cfg.seed), self.replicated)
     self.state = dict(params=params, opt_state=opt_state,
                       ref_params=jax.tree.map(jnp.copy, params) if cfg.loss.beta > 0 else None)
     self.step = 0
@@ -152,7 +152,7 @@ class Trainer:
                         **({'ref_params': self.state['ref_params']} if self.state['ref_params'] is not None else {})),
                    flat)
     self.state = dict(params=tree['params'], opt_state=tree['opt_state'], ref_params=tree.get('ref_params'))
-    self.base_key = jax.random.wrap_key_data(tree['rng'])
+    self.base_key = jax.device_put(jax.random.wrap_key_data(tree['rng']), self.replicated)
     self.step = int(meta['step'])
     self.train_stream.restore(meta['data'])
     logging.info('resumed from %s at step %d', self.workdir, self.step)

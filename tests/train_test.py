@@ -112,8 +112,10 @@ def test_main_rejects_unknown_config_key(tmp_path):
 def test_end_to_end_through_main_learns(tmp_path):
   """The shortened default (2x1 puzzles) through main: accuracy, not only format, rises."""
   workdir = str(tmp_path / 'e2e')
+  # The command as a user runs it: one CPU device, not the suite's 8 fake ones.
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   result = subprocess.run([sys.executable, '-m', 'rl_reason.main', '--config=configs/vlm_grpo.py:tiny_2x1',
-                           f'--workdir={workdir}'], cwd=REPO, capture_output=True, text=True, timeout=600)
+                           f'--workdir={workdir}'], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   rows = metrics.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   train_rows = [r for r in rows if 'accuracy' in r]
