@@ -15,6 +15,7 @@ from flax import nnx
 
 from rl_reason.models import positions
 from rl_reason.models.config import ModelConfig, TextConfig, VisionConfig, PRESETS, get_preset
+from rl_reason.models.hf import config_from_hf, from_pretrained, save_pretrained
 from rl_reason.models.model import Model, create, param_count
 
 
@@ -70,4 +71,4 @@ def forward(model: Model, input_ids, attention_mask, *, pixel_values=None, image
 
 
 __all__ = ['Model', 'ModelConfig', 'TextConfig', 'VisionConfig', 'PRESETS', 'get_preset', 'create',
-           'forward', 'param_count', 'prepare_inputs']
+           'config_from_hf', 'forward', 'from_pretrained', 'param_count', 'prepare_inputs', 'save_pretrained']

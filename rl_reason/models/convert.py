@@ -9,6 +9,8 @@ transformers >= 4.52 modules (`model.language_model.*`, `model.visual.*`) are ac
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -103,8 +105,16 @@ def param_paths(model: nnx.Module) -> dict[str, nnx.Variable]:
   return {'.'.join(str(k) for k in path): var for path, var in state.flat_state()}
 
 
-def load_hf_tensors(model: nnx.Module, tensors: dict[str, np.ndarray], *, source: str = 'checkpoint') -> None:
-  """Copies HF tensors into `model` in place, checking names and shapes.
+def load_hf_tensors(model: nnx.Module, tensors: Mapping[str, np.ndarray], *, source: str = 'checkpoint',
+                    place: Callable[[np.ndarray, str], Any] | None = None) -> None:
+  """Copies HF tensors into `model` in place, one at a time, checking names and shapes first.
+
+  Args:
+    model: the model (real or from nnx.eval_shape) whose parameters are set.
+    tensors: HF name -> array; may be lazy (read on access).
+    source: named in error messages (the checkpoint path).
+    place: (array in our layout, parameter path) -> the value to store (device placement, dtype);
+      default: a jnp array of the parameter's dtype.
 
   Raises ValueError naming every missing tensor, unexpected tensor or shape mismatch.
   """
@@ -126,9 +136,9 @@ def load_hf_tensors(model: nnx.Module, tensors: dict[str, np.ndarray], *, source
                      f'{" ..." if len(missing) > 10 else ""}; unexpected {unexpected[:10]}'
                      f'{" ..." if len(unexpected) > 10 else ""}')
   for hf, (path, kind, var) in expected.items():
-    array = to_ours(np.asarray(tensors[canonical[hf]]), kind, var.shape)
+    raw = np.asarray(tensors[canonical[hf]])
+    array = to_ours(raw, kind, var.shape)
     if tuple(array.shape) != tuple(var.shape):
-      raise ValueError(f'{source}: tensor {canonical[hf]} has shape {tuple(np.shape(tensors[canonical[hf]]))}'
-                       f', which maps to {tuple(array.shape)}, but parameter {path} has shape '
-                       f'{tuple(var.shape)}')
-    var.set_value(jnp.asarray(array, dtype=var.get_value().dtype))
+      raise ValueError(f'{source}: tensor {canonical[hf]} has shape {tuple(raw.shape)}, which maps to '
+                       f'{tuple(array.shape)}, but parameter {path} has shape {tuple(var.shape)}')
+    var.set_value(place(array, path) if place else jnp.asarray(array, dtype=var.get_value().dtype))
