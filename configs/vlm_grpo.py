@@ -21,8 +21,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.seed = 0  # base seed: model init, data order and sampling keys derive from it
 
   c.model = config_dict.ConfigDict()
-  c.model.preset = 'tiny_vl'  # a name in rl_reason.models.PRESETS
-  c.model.path = ''  # a Hugging Face checkpoint directory; '' = random init of the preset
+  c.model.preset = 'tiny_vl'  # a name in rl_reason.models.PRESETS ('' when model.path is set)
+  c.model.path = ''  # a Hugging Face checkpoint directory (config.json, safetensors, tokenizer); '' = preset
   c.model.dtype = 'float32'  # activation dtype: float32 | bfloat16
   c.model.param_dtype = 'float32'  # master-weight dtype
 

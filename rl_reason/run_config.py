@@ -7,6 +7,7 @@ valid ones) and returns a `RunConfig`; nothing past this point sees a ConfigDict
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from ml_collections import config_dict
@@ -27,11 +28,14 @@ class ModelSection:
   param_dtype: str = 'float32'
 
   def __post_init__(self):
-    if self.preset not in model_config.PRESETS:
-      raise ValueError(f'model.preset {self.preset!r} unknown; valid presets: {sorted(model_config.PRESETS)}')
     if self.path:
-      raise ValueError('model.path: loading Hugging Face checkpoints is not implemented yet '
-                       '(tracked in the checkpoint-loading issue); leave it empty')
+      if self.preset:
+        raise ValueError(f'model.path and model.preset are exclusive (the checkpoint\'s config.json defines '
+                         f'the model); set --config.model.preset= to use {self.path}')
+      if not os.path.exists(os.path.join(self.path, 'config.json')):
+        raise ValueError(f'model.path {self.path} holds no config.json')
+    elif self.preset not in model_config.PRESETS:
+      raise ValueError(f'model.preset {self.preset!r} unknown; valid presets: {sorted(model_config.PRESETS)}')
     for name in ('dtype', 'param_dtype'):
       if getattr(self, name) not in ('float32', 'bfloat16'):
         raise ValueError(f'model.{name} must be float32 or bfloat16, got {getattr(self, name)!r}')

@@ -68,13 +68,10 @@ class Trainer:
     if cfg.train.eval_size % divisor or cfg.warmup.batch_size % divisor:
       raise ValueError(f'train.eval_size {cfg.train.eval_size} and warmup.batch_size '
                        f'{cfg.warmup.batch_size} must be divisible by the mesh batch axes ({divisor})')
-    self.tokenizer = tokenizer_lib.build_tiny_tokenizer()
+    model = self._build_model()
+    self.model_cfg = model.cfg
     special = tokenizer_lib.special_ids(self.tokenizer)
     self.pad_id, self.eos_id = special['pad_id'], special['eos_id']
-    vocab = -(-len(self.tokenizer) // 64) * 64
-    self.model_cfg = models.get_preset(cfg.model.preset, vocab_size=vocab, image_token_id=special['image_pad_id'],
-                                       vision_start_token_id=special['vision_start_id']).replace(
-                                           dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype)
     vision = self.model_cfg.vision
     image_cfg = image_processor.ImageProcessorConfig(
         patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
@@ -94,7 +91,6 @@ class Trainer:
     self.eval_batch = stream('eval', cfg.train.eval_size).next()
     self.warmup_stream = stream('warmup', cfg.warmup.batch_size)
 
-    model = models.create(self.model_cfg, seed=cfg.seed)
     self.num_params = models.param_count(model)
     self.graphdef, params = nnx.split(model)
     self.param_shardings = shd.state_shardings(params, self.mesh, cfg.mesh.rules)
@@ -124,6 +120,22 @@ class Trainer:
     self.checkpointer = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                                 keep=cfg.train.keep_checkpoints)
     self.advantage_fn = advantages_lib.get_advantage_fn(cfg.rl.advantage)
+
+  def _build_model(self) -> models.Model:
+    """The tokenizer and the model: a Hugging Face checkpoint directory, or a preset from random init."""
+    section = self.cfg.model
+    if section.path:
+      self.tokenizer = tokenizer_lib.load_tokenizer(section.path)
+      model = models.from_pretrained(section.path, dtype=section.param_dtype, mesh=self.mesh)
+      model.cfg = model.cfg.replace(dtype=section.dtype)
+      return model
+    self.tokenizer = tokenizer_lib.build_tiny_tokenizer()
+    special = tokenizer_lib.special_ids(self.tokenizer)
+    vocab = -(-len(self.tokenizer) // 64) * 64
+    model_cfg = models.get_preset(section.preset, vocab_size=vocab, image_token_id=special['image_pad_id'],
+                                  vision_start_token_id=special['vision_start_id'])
+    return models.create(model_cfg.replace(dtype=section.dtype, param_dtype=section.param_dtype),
+                         seed=self.cfg.seed)
 
   # ---------------------------------------------------------------- checkpoints
   def _checkpoint_tree(self) -> dict[str, Any]:

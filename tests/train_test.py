@@ -129,3 +129,33 @@ def test_end_to_end_through_main_learns(tmp_path):
     assert key in train_rows[-1]
   assert os.path.exists(os.path.join(workdir, 'rewards.png'))
   assert os.listdir(os.path.join(workdir, 'tb'))
+
+
+@pytest.mark.slow
+def test_trains_from_a_hugging_face_checkpoint_directory(tmp_path):
+  """--config.model.path: a transformers-saved Qwen2.5-VL with its tokenizer, 2 RL steps."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from rl_reason.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  tokenizer = tokenizer_lib.build_tiny_tokenizer()
+  special = tokenizer_lib.special_ids(tokenizer)
+  torch.manual_seed(0)
+  hf_cfg = transformers.Qwen2_5_VLConfig(
+      text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2,
+                       rope_parameters=dict(rope_type='default', rope_theta=10.0, mrope_section=[2, 3, 3])),
+      vision_config=dict(depth=2, hidden_size=32, intermediate_size=48, num_heads=2, patch_size=8,
+                         window_size=16, fullatt_block_indexes=[1], out_hidden_size=64),
+      image_token_id=special['image_pad_id'], vision_start_token_id=special['vision_start_id'],
+      vision_end_token_id=special['vision_end_id'], video_token_id=special['pad_id'])
+  path = str(tmp_path / 'checkpoint')
+  transformers.Qwen2_5_VLForConditionalGeneration(hf_cfg).save_pretrained(path)
+  tokenizer.save_pretrained(path)
+  config = _small_config(steps=2)
+  config.model.preset = ''
+  config.model.path = path
+  rows = train.run(config, str(tmp_path / 'run'))
+  assert [r['step'] for r in rows if 'reward_mean' in r] == [1, 2]
+  with pytest.raises(ValueError, match='exclusive'):
+    config.model.preset = 'tiny_vl'
+    run_config.from_config_dict(config)

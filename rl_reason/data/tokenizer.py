@@ -138,3 +138,17 @@ def special_ids(tokenizer: transformers.PreTrainedTokenizerBase) -> dict[str, in
   if missing:
     raise ValueError(f'tokenizer lacks the tokens for {missing}')
   return ids
+
+
+def load_tokenizer(path: str) -> transformers.PreTrainedTokenizerBase:
+  """The tokenizer of a local checkpoint directory (never the network); needs the Qwen chat tokens."""
+  try:
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{path}: no usable tokenizer files ({e})') from e
+  missing = [t for t in (IM_END, IMAGE_PAD, VISION_START) if t not in tokenizer.get_vocab()]
+  if missing:
+    raise ValueError(f'{path}: the tokenizer lacks the tokens {missing} the chat/vision prompts need')
+  if tokenizer.pad_token_id is None:
+    tokenizer.pad_token = ENDOFTEXT
+  return tokenizer
