@@ -93,7 +93,7 @@ def truncate_after(path: str, step: int) -> None:
   tmp_path = path + '.tmp'
   with open(tmp_path, 'w', encoding='utf-8') as f:
     for row in kept:
-      f.write(json.dumps({k: _json_number(v) if k != 'step' else v for k, v in row.items()},
+      f.write(json.dumps({k: _json_number(v) if isinstance(v, float) else v for k, v in row.items()},
                          allow_nan=False) + '\n')
   os.replace(tmp_path, path)  # atomic: a crash leaves the old or the new file, never half of it
 

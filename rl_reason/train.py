@@ -265,8 +265,9 @@ class Trainer:
     start = time.time()
     resumed = self.maybe_restore()
     writer = metrics.MetricsWriter(self.workdir)
-    if resumed:
-      metrics.truncate_after(os.path.join(self.workdir, 'metrics.jsonl'), self.step)
+    if resumed:  # rows written after the checkpoint by the interrupted run are written again
+      for name in ('metrics.jsonl', 'samples.jsonl'):
+        metrics.truncate_after(os.path.join(self.workdir, name), self.step)
     else:
       logging.info('model %s: %.2fM parameters', cfg.model.preset, self.num_params / 1e6)
       if cfg.warmup.steps:

@@ -138,3 +138,14 @@ def test_format_summary():
   assert '4.0 s total over 3 logged steps' in summary
   assert metrics.format_summary([]) == 'no metrics recorded'
   assert 'eval_solve_rate' not in metrics.format_summary([{'step': 1, 'reward_mean': 0.1}])
+
+
+def test_truncate_after_keeps_text_rows(tmp_path):
+  writer = metrics.MetricsWriter(str(tmp_path), tensorboard=False)
+  for step in (1, 2, 3):
+    writer.write_texts(step, [f'completion {step}'])
+  writer.close()
+  path = str(tmp_path / 'samples.jsonl')
+  metrics.truncate_after(path, 2)
+  rows = metrics.read_metrics(path)
+  assert [r['step'] for r in rows] == [1, 2] and rows[1]['texts'] == ['completion 2']
