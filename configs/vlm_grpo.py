@@ -40,8 +40,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.reward.weights = config_dict.ConfigDict({'jigsaw_grid': 1.0, 'jigsaw_format': 0.5})
 
   c.rollout = config_dict.ConfigDict()
-  c.rollout.batch_size = 64  # B: completions per RL step (global); prompts per step = B / G
-  c.rollout.num_generations = 8  # G: samples per prompt (one prefill each, cache fanned out)
+  c.rollout.batch_size = 128  # B: completions per RL step (global); prompts per step = B / G
+  c.rollout.num_generations = 16  # G: samples per prompt (one prefill each, cache fanned out)
   c.rollout.max_new_tokens = 16  # N: completion length cap
   c.rollout.temperature = 1.0  # sampling temperature (the learner uses the same scaling)
   c.rollout.top_k = 0  # 0 = off
@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.warmup.reference = True  # the KL reference is the policy after warm-up (else: the initial policy)
 
   c.train = config_dict.ConfigDict()
-  c.train.steps = 2000  # RL steps
+  c.train.steps = 1500  # RL steps
   c.train.log_every = 1  # console / metrics.jsonl / TensorBoard cadence (steps)
   c.train.eval_every = 100  # greedy evaluation on held-out puzzles (0 = only at the end)
   c.train.eval_size = 128  # held-out puzzles per evaluation
@@ -94,6 +94,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
   if arg == 'tiny_2x1':
     c.task.rows, c.task.cols = 2, 1
+    c.rollout.batch_size, c.rollout.num_generations = 64, 8
     c.warmup.steps = 100
     c.train.steps = 300
     c.train.eval_every = 100
