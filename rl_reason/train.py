@@ -26,6 +26,7 @@ from ml_collections import config_dict
 
 from rl_reason import checkpoint, metrics, models, optim, rewards, run_config
 from rl_reason.data import image_processor, pipeline, tokenizer as tokenizer_lib
+from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
 from rl_reason.rl import learner as learner_lib
@@ -102,6 +103,8 @@ class Trainer:
         total_steps=max(cfg.warmup.steps, 1), grad_clip_norm=cfg.optim.grad_clip_norm))
     self.opt_shardings = shd.optimizer_shardings(self.rl_tx, params, self.param_shardings, self.mesh)
     opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
+    self.memory = self._memory_estimate(params, opt_state)
+    logging.info('%s', self.memory.format())
     settings = learner_lib.LearnerSettings(groups=cfg.rollout.num_generations,
                                            temperature=cfg.rollout.temperature, loss=cfg.loss)
     self.learner = learner_lib.Learner(self.graphdef, self.rl_tx, self.sft_tx, settings,
@@ -136,6 +139,15 @@ class Trainer:
                                   vision_start_token_id=special['vision_start_id'])
     return models.create(model_cfg.replace(dtype=section.dtype, param_dtype=section.param_dtype),
                          seed=self.cfg.seed)
+
+  def _memory_estimate(self, params, opt_state) -> memory.MemoryEstimate:
+    text = self.model_cfg.text
+    kv = memory.KVCacheSpec(layers=text.num_hidden_layers, batch=self.cfg.rollout.batch_size,
+                            slots=max(self.cfg.rollout.prompt_buckets) + self.cfg.rollout.max_new_tokens,
+                            kv_heads=text.num_key_value_heads, head_dim=text.dim_per_head,
+                            dtype=models.model.DTYPES[self.model_cfg.dtype])
+    return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
+                           reference=self.cfg.loss.beta > 0)
 
   # ---------------------------------------------------------------- checkpoints
   def _checkpoint_tree(self) -> dict[str, Any]:
