@@ -1,7 +1,7 @@
-"""Model families, presets and the public forward pass.
+"""Model families (llama, qwen2, qwen3, qwen2_vl, qwen2_5_vl), presets and the public forward pass.
 
 `forward(model, input_ids, attention_mask, pixel_values=None, image_grid_thw=None)` takes exactly
-the numpy arrays a Qwen2/Qwen2.5-VL HF processor returns and gives logits [B, T, V].
+the numpy arrays the model's HF processor returns and gives logits [B, T, V].
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 HF linear weights are [out, in]; ours are [in, out]. The vision patch embedding is a Conv3d
 [E, C, t, p, p] in HF and a linear [C*t*p*p, E] here (same flattening order as the processor).
-Both the on-disk names of Qwen2.5-VL checkpoints (`model.layers.*`, `visual.*`) and the names of
-transformers >= 4.52 modules (`model.language_model.*`, `model.visual.*`) are accepted.
+Both the on-disk names of Qwen2-VL/Qwen2.5-VL checkpoints (`model.layers.*`, `visual.*`) and the
+names of transformers >= 4.52 modules (`model.language_model.*`, `model.visual.*`) are accepted.
+The rules cover every family; a model looks up only the parameters it has.
 """
 
 from __future__ import annotations
@@ -31,26 +32,29 @@ _TEXT_RULES = [
     ('decoder.layers.{i}.post_attention_layernorm.weight',
      'model.layers.{i}.post_attention_layernorm.weight', _COPY),
 ] + [
-    (f'decoder.layers.{{i}}.self_attn.{p}.{ours}', f'model.layers.{{i}}.self_attn.{p}.{hf}', kind)
-    for p in ('q_proj', 'k_proj', 'v_proj', 'o_proj')
+    (f'decoder.layers.{{i}}.{p}.{ours}', f'model.layers.{{i}}.{p}.{hf}', kind)
+    for p in ('self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj',
+              'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj')
     for ours, hf, kind in (('kernel', 'weight', _LINEAR), ('bias', 'bias', _COPY))
 ] + [
-    (f'decoder.layers.{{i}}.mlp.{p}.kernel', f'model.layers.{{i}}.mlp.{p}.weight', _LINEAR)
-    for p in ('gate_proj', 'up_proj', 'down_proj')
+    (f'decoder.layers.{{i}}.self_attn.{p}.weight', f'model.layers.{{i}}.self_attn.{p}.weight', _COPY)
+    for p in ('q_norm', 'k_norm')  # Qwen3
 ]
 
 _VISION_RULES = [
     ('visual.patch_embed.kernel', 'visual.patch_embed.proj.weight', _CONV),
     ('visual.merger.ln_q.weight', 'visual.merger.ln_q.weight', _COPY),
+    ('visual.merger.ln_q.bias', 'visual.merger.ln_q.bias', _COPY),  # Qwen2-VL LayerNorm
     ('visual.merger.fc1.kernel', 'visual.merger.mlp.0.weight', _LINEAR),
     ('visual.merger.fc1.bias', 'visual.merger.mlp.0.bias', _COPY),
     ('visual.merger.fc2.kernel', 'visual.merger.mlp.2.weight', _LINEAR),
     ('visual.merger.fc2.bias', 'visual.merger.mlp.2.bias', _COPY),
-    ('visual.blocks.{i}.norm1.weight', 'visual.blocks.{i}.norm1.weight', _COPY),
-    ('visual.blocks.{i}.norm2.weight', 'visual.blocks.{i}.norm2.weight', _COPY),
+] + [
+    (f'visual.blocks.{{i}}.{p}.{name}', f'visual.blocks.{{i}}.{p}.{name}', _COPY)
+    for p in ('norm1', 'norm2') for name in ('weight', 'bias')  # bias: Qwen2-VL LayerNorm
 ] + [
     (f'visual.blocks.{{i}}.{p}.{ours}', f'visual.blocks.{{i}}.{p}.{hf}', kind)
-    for p in ('attn.qkv', 'attn.proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj')
+    for p in ('attn.qkv', 'attn.proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'mlp.fc1', 'mlp.fc2')
     for ours, hf, kind in (('kernel', 'weight', _LINEAR), ('bias', 'bias', _COPY))
 ]
 

@@ -1,13 +1,18 @@
-"""Qwen2 decoder (RMSNorm, GQA with qkv bias, SwiGLU, multimodal rotary) with an explicit KV cache.
+"""Qwen2 / Llama / Qwen3 decoder (RMSNorm, GQA, SwiGLU, rotary or multimodal rotary) with a KV cache.
 
 Shapes: B batch, T query tokens, S cache slots, D model dim, N query heads, K kv heads,
 H head dim, L layers, V vocab.
+
+The families differ only in config: projection biases (Qwen2: q, k, v; Llama/Qwen3: all four
+when attention_bias), Qwen3's per-head q/k RMSNorm before the rotary, rotary scaling (linear,
+dynamic, llama3) and sliding-window layers (Qwen2/Qwen3 layer_types).
 
 The KV cache is a plain dict pytree passed in and returned (never module state):
   k, v:  [L, B, S, K, H]  keys/values per slot
   valid: [B, S]           bool, slot holds a real (non-padding) token
 Slot s holds the token at index s of the padded sequence (prompt bucket, then generated tokens);
-a query at slot q attends to slots s <= q that are valid.
+a query at slot q attends to slots s <= q that are valid (and q - s < sliding_window in sliding
+layers, as transformers counts it over the padded sequence).
 """
 
 from __future__ import annotations
@@ -40,8 +45,14 @@ class Attention(nnx.Module):
     self.q_proj = layers.Linear(d, n * h, axes=(shd.EMBED, shd.HEADS), **kw)
     self.k_proj = layers.Linear(d, k * h, axes=(shd.EMBED, shd.KV_HEADS), **kw)
     self.v_proj = layers.Linear(d, k * h, axes=(shd.EMBED, shd.KV_HEADS), **kw)
-    self.o_proj = layers.Linear(n * h, d, axes=(shd.HEADS, shd.EMBED), use_bias=False, rngs=rngs,
+    self.o_proj = layers.Linear(n * h, d, axes=(shd.HEADS, shd.EMBED),
+                                use_bias=cfg.attention_bias and cfg.family.o_proj_bias, rngs=rngs,
                                 param_dtype=param_dtype)
+    if cfg.family.qk_norm:
+      self.q_norm = layers.RMSNorm(h, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+      self.k_norm = layers.RMSNorm(h, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+    else:
+      self.q_norm = self.k_norm = None
 
   def __call__(self, x, cos, sin, keys_fn):
     """x [B, T, D]; keys_fn(k_new, v_new) -> (keys [B, S, K, H], values, mask [B, T, S])."""
@@ -49,6 +60,8 @@ class Attention(nnx.Module):
     q = self.q_proj(x).reshape(batch, length, self.num_heads, self.head_dim)
     k = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
     v = self.v_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
+    if self.q_norm is not None:
+      q, k = self.q_norm(q), self.k_norm(k)  # per head, before the rotary (Qwen3)
     q = layers.apply_rotary(q, cos, sin)
     k = layers.apply_rotary(k, cos, sin)
     keys, values, mask = keys_fn(k, v)
@@ -69,8 +82,8 @@ class DecoderLayer(nnx.Module):
     self.self_attn = Attention(cfg, rngs=rngs, param_dtype=param_dtype)
     self.post_attention_layernorm = layers.RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps,
                                                    param_dtype=param_dtype)
-    self.mlp = layers.GatedMLP(cfg.hidden_size, cfg.intermediate_size, use_bias=False, rngs=rngs,
-                               param_dtype=param_dtype)
+    self.mlp = layers.GatedMLP(cfg.hidden_size, cfg.intermediate_size, use_bias=cfg.mlp_bias, rngs=rngs,
+                               param_dtype=param_dtype, act=cfg.hidden_act)
 
   def __call__(self, x, cos, sin, keys_fn):
     x = x + self.self_attn(self.input_layernorm(x), cos, sin, keys_fn)
@@ -117,33 +130,41 @@ class Decoder(nnx.Module):
       hidden [B, T, D] after the final norm, and the updated cache (or None).
     """
     cfg = self.cfg
-    cos, sin = layers.text_rotary(positions, cfg.dim_per_head, cfg.rope_theta, cfg.mrope_section)
+    inv_freq = layers.rope_inverse_frequencies(
+        cfg.dim_per_head, cfg.rope_theta, cfg.rope_scaling, max_position_embeddings=cfg.max_position_embeddings,
+        seq_len=jnp.max(positions) + 1)  # [H/2]
+    cos, sin = layers.text_rotary(positions, inv_freq, cfg.mrope_section)
     cos, sin = cos.astype(embeds.dtype), sin.astype(embeds.dtype)
     batch, length, _ = embeds.shape
     valid_new = attention_mask.astype(jnp.bool_)
     if cache is None:
-      causal = jnp.tril(jnp.ones((length, length), jnp.bool_))
-      mask = causal[None] & valid_new[:, None, :]  # [B, T, S=T]
-
-      def keys_for(layer_index):
-        del layer_index
-        return lambda k, v: (k, v, mask)
+      query_slots = jnp.broadcast_to(jnp.arange(length)[None], (batch, length))  # [B, T]
+      key_slots = jnp.arange(length)
+      mask = (key_slots[None, None, :] <= query_slots[:, :, None]) & valid_new[:, None, :]  # [B, T, S=T]
     else:
       slots = cache['valid'].shape[1]
-      new_slots = write_index[:, None] + jnp.arange(length)[None]  # [B, T]
+      query_slots = write_index[:, None] + jnp.arange(length)[None]  # [B, T]
+      key_slots = jnp.arange(slots)
       rows = jnp.arange(batch)[:, None]
-      valid = cache['valid'].at[rows, new_slots].set(valid_new)
-      mask = valid[:, None, :] & (jnp.arange(slots)[None, None, :] <= new_slots[:, :, None])
+      valid = cache['valid'].at[rows, query_slots].set(valid_new)
+      mask = valid[:, None, :] & (key_slots[None, None, :] <= query_slots[:, :, None])  # [B, T, S]
       updated = dict(k=cache['k'], v=cache['v'])
+    masks = {}  # sliding window (None: full) -> [B, T, S]
+    for window in {cfg.window_of_layer(i) for i in range(cfg.num_hidden_layers)}:
+      masks[window] = mask if window is None else mask & (
+          query_slots[:, :, None] - key_slots[None, None, :] < window)
 
-      def keys_for(layer_index):
-        def fn(k, v):
-          # Writes into the stacked [L, ...] arrays so a donated cache is updated in place.
-          for name, new in (('k', k), ('v', v)):
-            updated[name] = updated[name].at[layer_index, rows, new_slots].set(
-                new.astype(updated[name].dtype))
-          return updated['k'][layer_index], updated['v'][layer_index], mask
-        return fn
+    def keys_for(layer_index):
+      layer_mask = masks[cfg.window_of_layer(layer_index)]
+      if cache is None:
+        return lambda k, v: (k, v, layer_mask)
+
+      def fn(k, v):
+        # Writes into the stacked [L, ...] arrays so a donated cache is updated in place.
+        for name, new in (('k', k), ('v', v)):
+          updated[name] = updated[name].at[layer_index, rows, query_slots].set(new.astype(updated[name].dtype))
+        return updated['k'][layer_index], updated['v'][layer_index], layer_mask
+      return fn
 
     x = embeds
     for index, layer in enumerate(self.layers):

@@ -3,15 +3,18 @@
 `from_pretrained` reads one tensor at a time (safetensors, single file or sharded with
 model.safetensors.index.json) and places it straight into its target sharding, so host memory
 stays near one tensor. Pickle checkpoints (pytorch_model.bin) are refused, never unpickled.
-Supported model types: qwen2 and qwen2_5_vl (Llama, Qwen3 and Qwen2-VL are tracked separately).
+Supported model types (FAMILIES): llama, qwen2, qwen3, qwen2_vl, qwen2_5_vl. Config keys are read
+in transformers' v4 and v5 layouts (rope_scaling + rope_theta, or rope_parameters; flat or nested
+text_config); a setting the models do not implement raises ValueError naming the key and file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -21,83 +24,252 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from rl_reason.models import convert
-from rl_reason.models.config import ModelConfig, TextConfig, VisionConfig
+from rl_reason.models.config import ROPE_SCALING_KEYS, ModelConfig, RopeScaling, TextConfig, VisionConfig
 from rl_reason.models.model import DTYPES, Model
 from rl_reason.parallel import sharding as shd
 
-SUPPORTED_MODEL_TYPES = ('qwen2', 'qwen2_5_vl')
-_ARCHITECTURES = {'qwen2': 'Qwen2ForCausalLM', 'qwen2_5_vl': 'Qwen2_5_VLForConditionalGeneration'}
+_REQUIRED = object()
 
 
-def _rope(section: Mapping[str, Any], where: str, expected: str = 'default') -> tuple[float, tuple[int, ...] | None]:
-  params = section.get('rope_parameters') or section.get('rope_scaling') or {}
-  rope_type = params.get('rope_type', params.get('type', expected))
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """How one Hugging Face model_type maps onto ModelConfig."""
+
+  architecture: str  # the transformers class an exported config.json names
+  decoder: str  # TextConfig.model_type
+  text_defaults: Mapping[str, Any]  # transformers' defaults for text keys a config.json may omit
+  flag_keys: tuple[str, ...] = ()  # boolean text keys read into TextConfig fields of the same name
+  sliding_window: bool = True  # reads use_sliding_window / sliding_window / max_window_layers / layer_types
+  vision: str | None = None  # VisionConfig.model_type
+
+
+_TEXT_DEFAULTS = dict(num_key_value_heads=None, head_dim=None, rms_norm_eps=1e-6, rope_theta=10000.0,
+                      max_position_embeddings=32768, hidden_act='silu', max_window_layers=28, attention_dropout=0.0)
+_VL_TEXT_DEFAULTS = dict(_TEXT_DEFAULTS, rms_norm_eps=1e-5, rope_theta=1000000.0, max_window_layers=80)
+
+# Llama's pretraining_tp only split the matmuls of transformers v4 (same result) and is not read.
+FAMILIES: dict[str, Family] = {
+    'qwen2': Family('Qwen2ForCausalLM', 'qwen2', _TEXT_DEFAULTS),
+    'llama': Family('LlamaForCausalLM', 'llama', dict(_TEXT_DEFAULTS, max_position_embeddings=2048,
+                                                      attention_bias=False, mlp_bias=False),
+                    flag_keys=('attention_bias', 'mlp_bias'), sliding_window=False),
+    'qwen3': Family('Qwen3ForCausalLM', 'qwen3', dict(_TEXT_DEFAULTS, head_dim=128, attention_bias=False),
+                    flag_keys=('attention_bias',)),
+    'qwen2_vl': Family('Qwen2VLForConditionalGeneration', 'qwen2', _VL_TEXT_DEFAULTS, vision='qwen2_vl'),
+    'qwen2_5_vl': Family('Qwen2_5_VLForConditionalGeneration', 'qwen2', _VL_TEXT_DEFAULTS, vision='qwen2_5_vl'),
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+
+
+def _get(section: Mapping[str, Any], key: str, defaults: Mapping[str, Any], where: str) -> Any:
+  value = section.get(key, defaults.get(key, _REQUIRED))
+  if value is _REQUIRED:
+    raise ValueError(f'{where}: missing key {key!r}')
+  return value
+
+
+def _rope_parameters(section: Mapping[str, Any]) -> dict[str, Any]:
+  # transformers: a rope_scaling dict (v4) takes precedence over rope_parameters (v5).
+  return dict(section.get('rope_scaling') or section.get('rope_parameters') or {})
+
+
+def _rope(section: Mapping[str, Any], family: Family, where: str
+          ) -> tuple[float, RopeScaling | None, tuple[int, ...] | None]:
+  """rope_theta, the scaling (None: default) and, for VLMs, mrope_section."""
+  params = _rope_parameters(section)
+  rope_type = params.get('rope_type', params.get('type', 'default'))
   if rope_type == 'mrope':  # the name older Qwen2-VL configs use for default rotary + sections
     rope_type = 'default'
-  if rope_type != expected:
-    raise ValueError(f'{where}: rope type {rope_type!r} is not supported yet; supported: {expected}')
-  theta = params.get('rope_theta', section.get('rope_theta', 10000.0))
-  section_sizes = params.get('mrope_section')
-  return float(theta), tuple(section_sizes) if section_sizes else None
+  theta = float(params.get('rope_theta', _get(section, 'rope_theta', family.text_defaults, where)))
+  partial = params.get('partial_rotary_factor', section.get('partial_rotary_factor', 1.0))
+  if partial != 1.0:
+    raise ValueError(f'{where}: partial_rotary_factor={partial} is not supported; supported: 1.0')
+  if family.vision is not None:
+    if rope_type != 'default':
+      raise ValueError(f'{where}: rope type {rope_type!r} is not supported for {family.vision} (multimodal '
+                       'rotary); supported: default')
+    return theta, None, tuple(params.get('mrope_section', (16, 24, 24)))
+  if rope_type == 'default':
+    return theta, None, None
+  if rope_type not in ROPE_SCALING_KEYS:
+    raise ValueError(f'{where}: rope type {rope_type!r} is not supported; supported: '
+                     f'{["default", *ROPE_SCALING_KEYS]}')
+  values = {key: params.get(key) for key in ROPE_SCALING_KEYS[rope_type]}
+  if 'original_max_position_embeddings' in values:
+    # transformers: a top-level original_max_position_embeddings wins, then max_position_embeddings.
+    values['original_max_position_embeddings'] = section.get(
+        'original_max_position_embeddings', values['original_max_position_embeddings']) or _get(
+            section, 'max_position_embeddings', family.text_defaults, where)
+  missing = [key for key, value in values.items() if value is None]
+  if missing:
+    raise ValueError(f'{where}: rope type {rope_type!r} needs {missing} in rope_parameters / rope_scaling')
+  return theta, RopeScaling(rope_type=rope_type, **values), None
+
+
+def _layer_types(section: Mapping[str, Any], family: Family, num_layers: int, where: str
+                 ) -> tuple[int | None, tuple[str, ...] | None]:
+  """(sliding_window, layer_types) as transformers' Qwen2/Qwen3 configs resolve them; (None, None): all full."""
+  if not family.sliding_window:
+    return None, None
+  window = section.get('sliding_window') if section.get('use_sliding_window', False) else None
+  types = section.get('layer_types')
+  if types is None:
+    first = _get(section, 'max_window_layers', family.text_defaults, where)
+    types = ['sliding_attention' if window is not None and i >= first else 'full_attention'
+             for i in range(num_layers)]
+  if 'sliding_attention' in types and window is None:
+    raise ValueError(f'{where}: layer_types names sliding_attention layers but use_sliding_window is false '
+                     'or sliding_window is null')
+  if all(t == 'full_attention' for t in types):
+    return None, None
+  return window, tuple(types)
+
+
+def _text_config(text: Mapping[str, Any], family: Family, tie: bool, where: str) -> TextConfig:
+  defaults = family.text_defaults
+  dropout = _get(text, 'attention_dropout', defaults, where)
+  if dropout:
+    raise ValueError(f'{where}: attention_dropout={dropout} is not supported (the models have no dropout)')
+  theta, scaling, mrope_section = _rope(text, family, where)
+  heads = _get(text, 'num_attention_heads', defaults, where)
+  layers = _get(text, 'num_hidden_layers', defaults, where)
+  sliding_window, layer_types = _layer_types(text, family, layers, where)
+  flags = {key: bool(_get(text, key, defaults, where)) for key in family.flag_keys}
+  if 'attention_bias' not in flags:
+    flags['attention_bias'] = True  # Qwen2 decoders: q, k, v bias, fixed in code
+  return TextConfig(
+      model_type=family.decoder, vocab_size=_get(text, 'vocab_size', defaults, where),
+      hidden_size=_get(text, 'hidden_size', defaults, where),
+      intermediate_size=_get(text, 'intermediate_size', defaults, where), num_hidden_layers=layers,
+      num_attention_heads=heads, num_key_value_heads=_get(text, 'num_key_value_heads', defaults, where) or heads,
+      head_dim=_get(text, 'head_dim', defaults, where), rms_norm_eps=_get(text, 'rms_norm_eps', defaults, where),
+      rope_theta=theta, rope_scaling=scaling,
+      max_position_embeddings=_get(text, 'max_position_embeddings', defaults, where), mrope_section=mrope_section,
+      hidden_act=_get(text, 'hidden_act', defaults, where), sliding_window=sliding_window, layer_types=layer_types,
+      tie_word_embeddings=tie, **flags)
+
+
+def _vision_theta(vision: Mapping[str, Any], where: str) -> float:
+  params = _rope_parameters(vision)
+  rope_type = params.get('rope_type', params.get('type', 'axial'))
+  if rope_type not in ('axial', 'default'):
+    raise ValueError(f'{where}: vision rope type {rope_type!r} is not supported; supported: axial')
+  return float(params.get('rope_theta', vision.get('rope_theta', 10000.0)))
+
+
+def _vision_qwen2_5_vl(vision: Mapping[str, Any], text: TextConfig, where: str) -> VisionConfig:
+  defaults = dict(in_channels=3, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                  fullatt_block_indexes=(7, 15, 23, 31), out_hidden_size=text.hidden_size, hidden_act='silu')
+  get = lambda key: _get(vision, key, defaults, where)
+  return VisionConfig(
+      model_type='qwen2_5_vl', depth=get('depth'), hidden_size=get('hidden_size'),
+      intermediate_size=get('intermediate_size'), num_heads=get('num_heads'), in_channels=get('in_channels'),
+      patch_size=get('patch_size'), spatial_merge_size=get('spatial_merge_size'),
+      temporal_patch_size=get('temporal_patch_size'), window_size=get('window_size'),
+      fullatt_block_indexes=tuple(get('fullatt_block_indexes')), out_hidden_size=get('out_hidden_size'),
+      hidden_act=get('hidden_act'), rope_theta=_vision_theta(vision, where))
+
+
+def _vision_qwen2_vl(vision: Mapping[str, Any], text: TextConfig, where: str) -> VisionConfig:
+  del text
+  """Qwen2-VL names the tower width embed_dim, its output width hidden_size, the MLP embed_dim * mlp_ratio."""
+  defaults = dict(in_channels=vision.get('in_chans', 3), spatial_merge_size=2, temporal_patch_size=2,
+                  hidden_act='quick_gelu', mlp_ratio=4)
+  get = lambda key: _get(vision, key, defaults, where)
+  for key, same_as in (('in_chans', 'in_channels'), ('spatial_patch_size', 'patch_size')):
+    if key in vision and vision[key] != get(same_as):
+      raise ValueError(f'{where}: vision {key}={vision[key]} differs from {same_as}={get(same_as)}; not supported')
+  embed_dim = get('embed_dim')
+  return VisionConfig(
+      model_type='qwen2_vl', depth=get('depth'), hidden_size=embed_dim,
+      intermediate_size=int(embed_dim * get('mlp_ratio')), num_heads=get('num_heads'),
+      in_channels=get('in_channels'), patch_size=get('patch_size'), spatial_merge_size=get('spatial_merge_size'),
+      temporal_patch_size=get('temporal_patch_size'), window_size=None, fullatt_block_indexes=(),
+      out_hidden_size=get('hidden_size'), hidden_act=get('hidden_act'), rope_theta=_vision_theta(vision, where))
+
+
+_VISION_READERS: dict[str, Callable[[Mapping[str, Any], TextConfig, str], VisionConfig]] = {
+    'qwen2_5_vl': _vision_qwen2_5_vl, 'qwen2_vl': _vision_qwen2_vl}
 
 
 def config_from_hf(hf: Mapping[str, Any], *, where: str = 'config.json') -> ModelConfig:
   """A transformers config dict (v4 or v5 layout) -> ModelConfig; unsupported settings raise."""
   model_type = hf.get('model_type')
-  if model_type not in SUPPORTED_MODEL_TYPES:
-    raise ValueError(f'{where}: model_type {model_type!r} is not supported; supported: {list(SUPPORTED_MODEL_TYPES)}')
+  if model_type not in FAMILIES:
+    raise ValueError(f'{where}: model_type {model_type!r} is not supported; supported: {list(FAMILIES)}')
+  family = FAMILIES[model_type]
   text = hf.get('text_config') or hf
-  if text.get('use_sliding_window'):
-    raise ValueError(f'{where}: use_sliding_window=true is not supported yet')
-  for section, name in ((text, 'text'), (hf.get('vision_config') or {}, 'vision')):
-    if section.get('hidden_act', 'silu') != 'silu':
-      raise ValueError(f'{where}: {name} hidden_act {section["hidden_act"]!r} is not supported; supported: silu')
-  theta, mrope_section = _rope(text, where)
-  tie = bool(hf.get('tie_word_embeddings', text.get('tie_word_embeddings', False)))
-  text_cfg = TextConfig(
-      vocab_size=text['vocab_size'], hidden_size=text['hidden_size'], intermediate_size=text['intermediate_size'],
-      num_hidden_layers=text['num_hidden_layers'], num_attention_heads=text['num_attention_heads'],
-      num_key_value_heads=text.get('num_key_value_heads', text['num_attention_heads']),
-      head_dim=text.get('head_dim'), rms_norm_eps=text.get('rms_norm_eps', 1e-6), rope_theta=theta,
-      mrope_section=mrope_section if model_type == 'qwen2_5_vl' else None, attention_bias=True,
-      tie_word_embeddings=tie)
-  if model_type == 'qwen2':
-    return ModelConfig(text=text_cfg)
-  vision = hf['vision_config']
-  vision_theta, _ = _rope(vision, where, expected='axial')
-  vision_cfg = VisionConfig(
-      depth=vision['depth'], hidden_size=vision['hidden_size'], intermediate_size=vision['intermediate_size'],
-      num_heads=vision['num_heads'], in_channels=vision.get('in_channels', 3), patch_size=vision['patch_size'],
-      spatial_merge_size=vision.get('spatial_merge_size', 2),
-      temporal_patch_size=vision.get('temporal_patch_size', 2), window_size=vision.get('window_size', 112),
-      fullatt_block_indexes=tuple(vision.get('fullatt_block_indexes', ())),
-      out_hidden_size=vision.get('out_hidden_size', text_cfg.hidden_size), rope_theta=vision_theta)
-  return ModelConfig(text=text_cfg, vision=vision_cfg, image_token_id=hf.get('image_token_id', 151655),
-                     vision_start_token_id=hf.get('vision_start_token_id', 151652))
+  # v5 keeps tie_word_embeddings at the top; pre-v5 VLM saves kept it in text_config.
+  tie = bool(hf.get('tie_word_embeddings', False) or text.get('tie_word_embeddings', False))
+  try:
+    text_cfg = _text_config(text, family, tie, where)
+    if family.vision is None:
+      return ModelConfig(text=text_cfg)
+    vision_cfg = _VISION_READERS[family.vision](_get(hf, 'vision_config', {}, where), text_cfg, where)
+    return ModelConfig(text=text_cfg, vision=vision_cfg, image_token_id=hf.get('image_token_id', 151655),
+                       vision_start_token_id=hf.get('vision_start_token_id', 151652))
+  except ValueError as e:
+    if str(e).startswith(where):
+      raise
+    raise ValueError(f'{where}: {e}') from e
+
+
+def _rope_to_hf(t: TextConfig) -> dict[str, Any]:
+  rope = dict(rope_type='default', rope_theta=t.rope_theta)
+  if t.rope_scaling is not None:
+    rope.update({k: v for k, v in dataclasses.asdict(t.rope_scaling).items() if v is not None})
+  if t.mrope_section is not None:
+    rope['mrope_section'] = list(t.mrope_section)
+  return rope
+
+
+def _text_to_hf(t: TextConfig, family: Family) -> dict[str, Any]:
+  text = dict(vocab_size=t.vocab_size, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+              num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
+              num_key_value_heads=t.num_key_value_heads, rms_norm_eps=t.rms_norm_eps, hidden_act=t.hidden_act,
+              rope_parameters=_rope_to_hf(t), max_position_embeddings=t.max_position_embeddings,
+              tie_word_embeddings=t.tie_word_embeddings, **{k: getattr(t, k) for k in family.flag_keys})
+  if t.head_dim is not None:
+    text['head_dim'] = t.head_dim
+  if family.sliding_window:
+    types = list(t.layer_types or ['full_attention'] * t.num_hidden_layers)
+    text.update(use_sliding_window=t.sliding_window is not None, sliding_window=t.sliding_window, layer_types=types)
+  return text
+
+
+def _vision_qwen2_5_vl_to_hf(v: VisionConfig) -> dict[str, Any]:
+  return dict(depth=v.depth, hidden_size=v.hidden_size, intermediate_size=v.intermediate_size, num_heads=v.num_heads,
+              in_channels=v.in_channels, patch_size=v.patch_size, spatial_merge_size=v.spatial_merge_size,
+              temporal_patch_size=v.temporal_patch_size, window_size=v.window_size,
+              fullatt_block_indexes=list(v.fullatt_block_indexes), out_hidden_size=v.out_hidden_size,
+              hidden_act=v.hidden_act, rope_parameters=dict(rope_type='axial', rope_theta=v.rope_theta))
+
+
+def _vision_qwen2_vl_to_hf(v: VisionConfig) -> dict[str, Any]:
+  if v.intermediate_size % v.hidden_size:
+    raise ValueError(f'qwen2_vl config.json stores an integer mlp_ratio; intermediate_size {v.intermediate_size} '
+                     f'is not a multiple of hidden_size {v.hidden_size}')
+  return dict(depth=v.depth, embed_dim=v.hidden_size, hidden_size=v.out_hidden_size,
+              mlp_ratio=v.intermediate_size // v.hidden_size, num_heads=v.num_heads, in_channels=v.in_channels,
+              patch_size=v.patch_size, spatial_merge_size=v.spatial_merge_size,
+              temporal_patch_size=v.temporal_patch_size, hidden_act=v.hidden_act,
+              rope_parameters=dict(rope_type='axial', rope_theta=v.rope_theta))
+
+
+_VISION_WRITERS: dict[str, Callable[[VisionConfig], dict[str, Any]]] = {
+    'qwen2_5_vl': _vision_qwen2_5_vl_to_hf, 'qwen2_vl': _vision_qwen2_vl_to_hf}
 
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
   """ModelConfig -> a config.json that transformers (v5 layout) loads."""
-  t = cfg.text
-  text = dict(vocab_size=t.vocab_size, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
-              num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
-              num_key_value_heads=t.num_key_value_heads, rms_norm_eps=t.rms_norm_eps, hidden_act='silu',
-              rope_parameters=dict(rope_type='default', rope_theta=t.rope_theta), use_sliding_window=False,
-              tie_word_embeddings=t.tie_word_embeddings)
-  if t.head_dim is not None:
-    text['head_dim'] = t.head_dim
+  family = FAMILIES[cfg.model_type]
+  text = _text_to_hf(cfg.text, family)
+  header = dict(model_type=cfg.model_type, architectures=[family.architecture], dtype=cfg.param_dtype)
   if cfg.vision is None:
-    return dict(text, model_type='qwen2', architectures=[_ARCHITECTURES['qwen2']], dtype=cfg.param_dtype)
-  v = cfg.vision
-  text['rope_parameters']['mrope_section'] = list(t.mrope_section)
-  vision = dict(depth=v.depth, hidden_size=v.hidden_size, intermediate_size=v.intermediate_size, num_heads=v.num_heads,
-                in_channels=v.in_channels, patch_size=v.patch_size, spatial_merge_size=v.spatial_merge_size,
-                temporal_patch_size=v.temporal_patch_size, window_size=v.window_size,
-                fullatt_block_indexes=list(v.fullatt_block_indexes), out_hidden_size=v.out_hidden_size,
-                hidden_act='silu', rope_parameters=dict(rope_type='axial', rope_theta=v.rope_theta))
-  return dict(model_type='qwen2_5_vl', architectures=[_ARCHITECTURES['qwen2_5_vl']], dtype=cfg.param_dtype,
-              text_config=text, vision_config=vision, image_token_id=cfg.image_token_id,
-              vision_start_token_id=cfg.vision_start_token_id, tie_word_embeddings=t.tie_word_embeddings)
+    return dict(text, **header)
+  return dict(header, text_config=text, vision_config=_VISION_WRITERS[cfg.vision.model_type](cfg.vision),
+              image_token_id=cfg.image_token_id, vision_start_token_id=cfg.vision_start_token_id,
+              tie_word_embeddings=cfg.text.tie_word_embeddings)
 
 
 class SafetensorsDirectory(Mapping):

@@ -1,4 +1,4 @@
-"""Building blocks shared by the vision tower and the decoder: linear, RMSNorm, gated MLP, rotary.
+"""Building blocks shared by the vision towers and the decoders: linear, norms, MLPs, rotary.
 
 Shapes: B batch, T tokens, D model dim, F mlp dim, H head dim.
 Weights are stored [in, out] (HF stores [out, in]; the checkpoint loader transposes).
@@ -6,11 +6,23 @@ Weights are stored [in, out] (HF stores [out, in]; the checkpoint loader transpo
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rl_reason.models.config import RopeScaling
 from rl_reason.parallel import sharding as shd
+
+# transformers' ACT2FN names -> functions (config.ACTIVATIONS lists the same names).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'silu': jax.nn.silu,
+    'gelu': lambda x: jax.nn.gelu(x, approximate=False),
+    'gelu_pytorch_tanh': lambda x: jax.nn.gelu(x, approximate=True),
+    'quick_gelu': lambda x: x * jax.nn.sigmoid(1.702 * x),
+}
 
 _init = nnx.initializers.normal(stddev=0.02)
 
@@ -50,10 +62,40 @@ class RMSNorm(nnx.Module):
     return expand_to(self.weight[...].astype(x.dtype), x.ndim) * x32.astype(x.dtype)
 
 
-class GatedMLP(nnx.Module):
-  """down(silu(gate(x)) * up(x)) (SwiGLU)."""
+class LayerNorm(nnx.Module):
+  """(x - mean) / std * weight + bias, computed in float32 and cast back."""
 
-  def __init__(self, dim: int, hidden: int, *, use_bias: bool, rngs: nnx.Rngs, param_dtype=jnp.float32):
+  def __init__(self, dim: int, *, eps: float, param_dtype=jnp.float32):
+    self.weight = nnx.Param(jnp.ones((dim,), param_dtype), logical_axes=(None,))
+    self.bias = nnx.Param(jnp.zeros((dim,), param_dtype), logical_axes=(None,))
+    self.eps = eps
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    centered = x32 - jnp.mean(x32, axis=-1, keepdims=True)
+    normed = centered * jax.lax.rsqrt(jnp.mean(centered * centered, axis=-1, keepdims=True) + self.eps)
+    out = normed * expand_to(self.weight[...].astype(jnp.float32), x.ndim)
+    return (out + expand_to(self.bias[...].astype(jnp.float32), x.ndim)).astype(x.dtype)
+
+
+class MLP(nnx.Module):
+  """fc2(act(fc1(x))) with biases (the Qwen2-VL vision MLP)."""
+
+  def __init__(self, dim: int, hidden: int, *, act: str, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    self.act = ACTIVATIONS[act]
+    self.fc1 = Linear(dim, hidden, axes=(shd.EMBED, shd.MLP), use_bias=True, rngs=rngs, param_dtype=param_dtype)
+    self.fc2 = Linear(hidden, dim, axes=(shd.MLP, shd.EMBED), use_bias=True, rngs=rngs, param_dtype=param_dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.fc2(self.act(self.fc1(x)))
+
+
+class GatedMLP(nnx.Module):
+  """down(act(gate(x)) * up(x)) (SwiGLU for act silu)."""
+
+  def __init__(self, dim: int, hidden: int, *, use_bias: bool, rngs: nnx.Rngs, param_dtype=jnp.float32,
+               act: str = 'silu'):
+    self.act = ACTIVATIONS[act]
     self.gate_proj = Linear(dim, hidden, axes=(shd.EMBED, shd.MLP), use_bias=use_bias, rngs=rngs,
                             param_dtype=param_dtype)
     self.up_proj = Linear(dim, hidden, axes=(shd.EMBED, shd.MLP), use_bias=use_bias, rngs=rngs,
@@ -62,7 +104,7 @@ class GatedMLP(nnx.Module):
                             param_dtype=param_dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 def rotate_half(x: jax.Array) -> jax.Array:
@@ -77,18 +119,59 @@ def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   return out.astype(x.dtype)
 
 
-def inverse_frequencies(dim: int, theta: float) -> jax.Array:
+def inverse_frequencies(dim: int, theta: float | jax.Array) -> jax.Array:
   return 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
 
 
-def text_rotary(positions: jax.Array, head_dim: int, theta: float,
+def _linear(inv_freq, scaling: RopeScaling, **_):
+  return inv_freq / scaling.factor
+
+
+def _dynamic(inv_freq, scaling: RopeScaling, *, dim, theta, max_position_embeddings, seq_len):
+  """NTK: base * (factor * L / max - (factor - 1)) ** (H / (H - 2)) once L = seq_len passes max.
+
+  transformers keeps the growth in module state; per call this equals it on a fresh module and
+  along a generation (whose calls only grow).
+  """
+  length = jnp.maximum(seq_len, max_position_embeddings).astype(jnp.float32)
+  base = theta * (scaling.factor * length / max_position_embeddings - (scaling.factor - 1)) ** (dim / (dim - 2))
+  return jnp.where(seq_len > max_position_embeddings, inverse_frequencies(dim, base), inv_freq)
+
+
+def _llama3(inv_freq, scaling: RopeScaling, **_):
+  """Wavelengths above original/low_freq_factor are / factor; a smooth ramp down to original/high."""
+  old_context = scaling.original_max_position_embeddings
+  low_wavelen, high_wavelen = old_context / scaling.low_freq_factor, old_context / scaling.high_freq_factor
+  wavelen = 2 * math.pi / inv_freq
+  scaled = jnp.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+  smooth = (old_context / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)
+  smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+  medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+  return jnp.where(medium, smoothed, scaled)
+
+
+# rope_type -> fn(default inv_freq, scaling, dim=, theta=, max_position_embeddings=, seq_len=) -> inv_freq,
+# as transformers' modeling_rope_utils computes them (config.ROPE_SCALING_KEYS lists the same types).
+ROPE_SCALINGS: dict[str, Callable[..., jax.Array]] = {'linear': _linear, 'dynamic': _dynamic, 'llama3': _llama3}
+
+
+def rope_inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None, *,
+                             max_position_embeddings: int, seq_len: jax.Array) -> jax.Array:
+  """[H/2] inverse frequencies; seq_len (max position + 1 of this call) matters only to dynamic."""
+  inv_freq = inverse_frequencies(head_dim, theta)
+  if scaling is None:
+    return inv_freq
+  return ROPE_SCALINGS[scaling.rope_type](inv_freq, scaling, dim=head_dim, theta=theta,
+                                          max_position_embeddings=max_position_embeddings, seq_len=seq_len)
+
+
+def text_rotary(positions: jax.Array, inv_freq: jax.Array,
                 mrope_section: tuple[int, ...] | None) -> tuple[jax.Array, jax.Array]:
-  """cos, sin [B, T, H] for positions [3, B, T] (temporal, height, width rows).
+  """cos, sin [B, T, H] for positions [3, B, T] (temporal, height, width rows) and inv_freq [H/2].
 
   Multimodal rotary (Qwen2-VL): the H/2 frequencies are cut into mrope_section chunks; chunk i
   takes its angle from position row i % 3. With mrope_section None only row 0 is used.
   """
-  inv_freq = inverse_frequencies(head_dim, theta)  # [H/2]
   freqs = positions.astype(jnp.float32)[..., None] * expand_to(inv_freq, positions.ndim + 1)  # [3, B, T, H/2]
   if mrope_section is None:
     angles = freqs[0]

@@ -1,9 +1,10 @@
-"""The Qwen2.5-VL model: vision tower + Qwen2 decoder, image tokens merged into the text stream.
+"""The model: a decoder (Qwen2, Llama, Qwen3) and, for Qwen2-VL/Qwen2.5-VL, a vision tower whose
+image tokens are merged into the text stream.
 
 Shapes: B batch, T tokens, S cache slots, D model dim, V vocab, I images, P patches per image,
 C patch dim, X image tokens per row.
 
-A text-only config (vision None) is the plain Qwen2 decoder. All methods are pure functions of
+A text-only config (vision None) is the plain decoder. All methods are pure functions of
 the module's parameters; callers split the module once and jit functions that merge it inside.
 """
 

@@ -86,9 +86,14 @@ def rope_index(input_ids: np.ndarray, attention_mask: np.ndarray, image_grid_thw
 
 
 def window_index(grid_thw: Sequence[int], cfg: VisionConfig) -> tuple[np.ndarray, np.ndarray]:
-  """Window permutation of one image's merged units and the window id of each permuted unit."""
+  """Window permutation of one image's merged units and the window id of each permuted unit.
+
+  Towers without window attention (Qwen2-VL) keep the processor order, one window per frame.
+  """
   t, h, w = (int(v) for v in grid_thw)
   gh, gw = h // cfg.spatial_merge_size, w // cfg.spatial_merge_size
+  if not cfg.family.window_attention:
+    return np.arange(t * gh * gw), np.repeat(np.arange(t), gh * gw)
   win = cfg.window_units
   index = np.arange(t * gh * gw).reshape(t, gh, gw)
   pad_h, pad_w = -gh % win, -gw % win
@@ -102,7 +107,7 @@ def window_index(grid_thw: Sequence[int], cfg: VisionConfig) -> tuple[np.ndarray
 
 def vision_inputs(pixel_values: np.ndarray, image_grid_thw: np.ndarray, cfg: VisionConfig,
                   row_of_image: Sequence[int], num_rows: int) -> dict[str, np.ndarray]:
-  """Arranges HF-style flattened patches into one padded, window-permuted vision row per batch row.
+  """Arranges HF-style flattened patches into one padded (window-permuted) vision row per batch row.
 
   All images of a batch row are concatenated into that row (attention stays inside each image
   through segment ids), so everything downstream is row-local and shards over the batch.

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL vision tower: patch embedding, 2-D rotary, window/full attention blocks, 2x2 merger.
+"""Qwen2.5-VL / Qwen2-VL vision towers: patch embedding, 2-D rotary, attention blocks, 2x2 merger.
 
 Shapes: I images (padded to a common patch count), P patches per image (window-permuted order,
 as HF permutes them), C flattened patch dim (channels x temporal x patch x patch), E vision width,
@@ -7,6 +7,9 @@ M merged tokens per image (P / merge_unit), D text width.
 Images are processed as a batch of rows [I, P, C]; attention is restricted by segment ids
 (window segments for window blocks, frame segments for full blocks, -1 for padding), which
 reproduces HF's cu_seqlens packing exactly without an O((I*P)^2) mask.
+
+Qwen2.5-VL: RMSNorm, SwiGLU MLP, window attention except in fullatt_block_indexes. Qwen2-VL:
+LayerNorm, fc1 -> act -> fc2 MLP, every block full attention, patches in processor order.
 """
 
 from __future__ import annotations
@@ -44,14 +47,25 @@ class VisionAttention(nnx.Module):
     return self.proj(out)
 
 
+_NORMS = {'rms': layers.RMSNorm, 'layer': layers.LayerNorm}
+
+
+def _norm(cfg: VisionConfig, param_dtype):
+  return _NORMS[cfg.family.norm](cfg.hidden_size, eps=cfg.norm_eps, param_dtype=param_dtype)
+
+
 class VisionBlock(nnx.Module):
 
   def __init__(self, cfg: VisionConfig, *, rngs: nnx.Rngs, param_dtype):
-    self.norm1 = layers.RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
-    self.norm2 = layers.RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+    self.norm1 = _norm(cfg, param_dtype)
+    self.norm2 = _norm(cfg, param_dtype)
     self.attn = VisionAttention(cfg, rngs=rngs, param_dtype=param_dtype)
-    self.mlp = layers.GatedMLP(cfg.hidden_size, cfg.intermediate_size, use_bias=True, rngs=rngs,
-                               param_dtype=param_dtype)
+    if cfg.family.gated_mlp:
+      self.mlp = layers.GatedMLP(cfg.hidden_size, cfg.intermediate_size, use_bias=True, rngs=rngs,
+                                 param_dtype=param_dtype, act=cfg.hidden_act)
+    else:
+      self.mlp = layers.MLP(cfg.hidden_size, cfg.intermediate_size, act=cfg.hidden_act, rngs=rngs,
+                            param_dtype=param_dtype)
 
   def __call__(self, x, cos, sin, segments):
     x = x + self.attn(self.norm1(x), cos, sin, segments)
@@ -59,12 +73,12 @@ class VisionBlock(nnx.Module):
 
 
 class PatchMerger(nnx.Module):
-  """RMSNorm, then concatenate each 2x2 block of patches and project with a GELU MLP."""
+  """Norm, then concatenate each 2x2 block of patches and project with a GELU MLP."""
 
   def __init__(self, cfg: VisionConfig, *, rngs: nnx.Rngs, param_dtype):
     merged = cfg.hidden_size * cfg.merge_unit
     self.merge_unit = cfg.merge_unit
-    self.ln_q = layers.RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+    self.ln_q = _norm(cfg, param_dtype)
     self.fc1 = layers.Linear(merged, merged, axes=(None, shd.MLP), use_bias=True, rngs=rngs,
                              param_dtype=param_dtype)
     self.fc2 = layers.Linear(merged, cfg.out_hidden_size, axes=(shd.MLP, shd.EMBED), use_bias=True,
@@ -90,13 +104,14 @@ class VisionTower(nnx.Module):
     """Encodes images.
 
     Args:
-      patches: [I, P, C] flattened patches, window-permuted (see positions.vision_inputs).
+      patches: [I, P, C] flattened patches, window-permuted if the family has windows
+        (see positions.vision_inputs).
       positions: [I, P, 2] (row, column) patch coordinates, same order.
-      window_segments: [I, P] window id per patch (-1 for padding).
+      window_segments: [I, P] window id per patch (-1 for padding); unused without windows.
       full_segments: [I, P] frame id per patch (-1 for padding).
 
     Returns:
-      [I, M, D] merged tokens in window-permuted order.
+      [I, M, D] merged tokens in the order of `patches`.
     """
     x = self.patch_embed(patches)  # [I, P, E]
     inv_freq = layers.inverse_frequencies(self.cfg.head_dim // 2, self.cfg.rope_theta)  # [H/4]
@@ -104,7 +119,8 @@ class VisionTower(nnx.Module):
     angles = angles.reshape(*angles.shape[:-2], -1)  # [I, P, H/2]: row angles, then column angles
     angles = jnp.concatenate([angles, angles], axis=-1)
     cos, sin = jnp.cos(angles), jnp.sin(angles)
+    windowed = self.cfg.family.window_attention
     for index, block in enumerate(self.blocks):
-      segments = full_segments if index in self.cfg.fullatt_block_indexes else window_segments
+      segments = window_segments if windowed and index not in self.cfg.fullatt_block_indexes else full_segments
       x = block(x, cos, sin, segments)
     return self.merger(x)
