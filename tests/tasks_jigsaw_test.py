@@ -137,7 +137,13 @@ def test_random_answer_completion_has_the_rewarded_format():
     ({'rows': 1, 'cols': 8, 'image_size': (4, 16)}, 'too small'),
     ({'image_size': (32,)}, 'height, width'),
     ({'prompt_style': 'verbose'}, 'prompt_style'),
-    ({'question_type': 'pair'}, 'question_type'),
+    ({'question_type': 'triple'}, 'question_type'),
+    ({'question_type': 'multiple', 'rows': 2, 'cols': 1, 'num_choices': 4}, 'only 2 layouts'),
+    ({'num_choices': 1}, 'num_choices'),
+    ({'mask_ratio': 0.5}, 'mask_ratio'),
+    ({'box_size': (0.5, 0.2)}, 'box_size'),
+    ({'question_type': 'box', 'rows': 2, 'cols': 2, 'image_size': (32, 32), 'mask_ratio': 0.3,
+      'box_size': (0.5, 0.9)}, 'does not fit'),
 ])
 def test_config_validation(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -147,3 +153,159 @@ def test_config_validation(kwargs, message):
 def test_config_accepts_list_image_size():
   cfg = jigsaw.JigsawConfig(image_size=[24, 40])
   assert cfg.image_size == (24, 40) and hash(cfg) == hash(jigsaw.JigsawConfig(image_size=(24, 40)))
+
+
+# Question types beyond 'full'.
+
+
+def _original(seed, image_size):
+  return images.procedural_image(np.random.default_rng(seed), *image_size)  # the task's first draw
+
+
+def _find_original_position(piece, crop, rows, cols):
+  """1-based original position of a piece, found by pixel comparison (independent of the task code)."""
+  matches = [i + 1 for i, p in enumerate(_pieces(crop, rows, cols)) if np.array_equal(p, piece)]
+  assert len(matches) == 1
+  return matches[0]
+
+
+@pytest.mark.parametrize('question_type', ['full', 'multiple', 'pair', 'single'])
+def test_grid_question_types_reassemble_the_image(question_type):
+  cfg = jigsaw.JigsawConfig(rows=2, cols=3, image_size=(36, 42), question_type=question_type)
+  task = jigsaw.JigsawTask(cfg)
+  for seed in range(10):
+    example = task.example(seed)
+    meta = example['meta']
+    rows, cols = meta['rows'], meta['cols']
+    crop = jigsaw.crop_to_grid(_original(seed, cfg.image_size), rows, cols)
+    np.testing.assert_array_equal(jigsaw.reassemble(example['images'][0], meta['gt'], rows, cols), crop)
+    assert meta['question_type'] == question_type
+    assert meta['answer_type'] == jigsaw.ANSWER_TYPES[question_type]
+
+
+def test_multiple_choice_candidates_are_distinct_with_the_truth_at_the_answer_letter():
+  task = jigsaw.JigsawTask(jigsaw.JigsawConfig(rows=2, cols=2, question_type='multiple', num_choices=5))
+  letters = set()
+  for seed in range(30):
+    example = task.example(seed)
+    meta = example['meta']
+    choices = meta['choices']
+    assert len(choices) == 5 and len({tuple(c) for c in choices}) == 5
+    assert all(sorted(c) == [1, 2, 3, 4] for c in choices)
+    index = ord(meta['answer']) - ord('A')
+    assert choices[index] == meta['gt']
+    assert [i for i, c in enumerate(choices) if c == meta['gt']] == [index]
+    for i, c in enumerate(choices):
+      assert f'({chr(65 + i)})\n' + jigsaw.render_answer(c, meta['rows'], meta['cols']) in example['prompt']
+    letters.add(meta['answer'])
+  assert letters == set('ABCDE')  # the right letter moves around
+
+
+def _relation(k_original, l_original, cols):
+  (kr, kc), (lr, lc) = divmod(k_original - 1, cols), divmod(l_original - 1, cols)
+  vertical = 'above' if kr < lr else 'below' if kr > lr else ''
+  horizontal = 'left' if kc < lc else 'right' if kc > lc else ''
+  if not vertical:
+    return f'directly to the {horizontal} of'
+  if not horizontal:
+    return f'directly {vertical}'
+  return f'on the {"upper" if vertical == "above" else "lower"} {horizontal} of'
+
+
+@pytest.mark.parametrize('rows, cols, options', [(2, 3, 8), (1, 3, 2), (3, 1, 2)])
+def test_pair_answer_is_the_true_relation_of_the_original_positions(rows, cols, options):
+  cfg = jigsaw.JigsawConfig(rows=rows, cols=cols, image_size=(30, 30), question_type='pair', shuffle_mn=False)
+  task = jigsaw.JigsawTask(cfg)
+  for seed in range(20):
+    example = task.example(seed)
+    meta = example['meta']
+    k, l = meta['pair']
+    assert k != l and len(meta['options']) == options
+    crop = jigsaw.crop_to_grid(_original(seed, cfg.image_size), rows, cols)
+    now = _pieces(example['images'][0], rows, cols)
+    k_orig = _find_original_position(now[k - 1], crop, rows, cols)
+    l_orig = _find_original_position(now[l - 1], crop, rows, cols)
+    assert meta['options'][ord(meta['answer']) - ord('A')] == _relation(k_orig, l_orig, cols)
+    assert f'({meta["answer"]}) {k} is {_relation(k_orig, l_orig, cols)} {l}' in example['prompt']
+    if rows == 1:
+      assert set(meta['options']) == {'directly to the left of', 'directly to the right of'}
+    if cols == 1:
+      assert set(meta['options']) == {'directly above', 'directly below'}
+
+
+def test_single_answer_is_the_original_position_of_the_asked_piece():
+  cfg = jigsaw.JigsawConfig(rows=3, cols=3, image_size=(33, 33), question_type='single')
+  task = jigsaw.JigsawTask(cfg)
+  for seed in range(20):
+    example = task.example(seed)
+    meta = example['meta']
+    k = meta['position']
+    crop = jigsaw.crop_to_grid(_original(seed, cfg.image_size), 3, 3)
+    piece = _pieces(example['images'][0], 3, 3)[k - 1]
+    assert meta['answer'] == str(_find_original_position(piece, crop, 3, 3))
+    assert f'position {k}' in jigsaw.render_question('single', 3, 3, think=True, style='full', k=k)
+
+
+def test_box_puzzle_moves_the_asked_box_and_the_sources_restore_the_image():
+  cfg = jigsaw.JigsawConfig(rows=2, cols=2, image_size=(40, 48), question_type='box', mask_ratio=0.1)
+  task = jigsaw.JigsawTask(cfg)
+  for seed in range(20):
+    example = task.example(seed)
+    meta, puzzle = example['meta'], example['images'][0]
+    rows, cols = meta['rows'], meta['cols']
+    original = jigsaw.mask_borders(jigsaw.crop_to_grid(_original(seed, cfg.image_size), rows, cols), rows, cols, 0.1)
+    np.testing.assert_array_equal(jigsaw.reassemble_boxes(puzzle, meta['boxes'], meta['box_sources']), original)
+    k = meta['region']
+    x1, y1, x2, y2 = meta['boxes'][k - 1]
+    gx1, gy1, gx2, gy2 = meta['gt_box']
+    assert meta['gt_box'] != meta['boxes'][k - 1]  # the asked box always moved
+    np.testing.assert_array_equal(puzzle[y1:y2, x1:x2], original[gy1:gy2, gx1:gx2])
+    assert meta['answer'] == f'[{gx1}, {gy1}, {gx2}, {gy2}]'
+    assert meta['image_size'] == [puzzle.shape[1], puzzle.shape[0]]
+    piece_h, piece_w = puzzle.shape[0] // rows, puzzle.shape[1] // cols
+    sizes = {(b[2] - b[0], b[3] - b[1]) for b in meta['boxes']}
+    assert len(sizes) == 1  # one common box size
+    for j, (bx1, by1, bx2, by2) in enumerate(meta['boxes']):
+      r, c = divmod(j, cols)
+      top, bottom, left, right = jigsaw.cell_borders(piece_h, piece_w, r, c, rows, cols, 0.1)
+      assert c * piece_w + left <= bx1 and bx2 <= (c + 1) * piece_w - right  # inside the unmasked cell
+      assert r * piece_h + top <= by1 and by2 <= (r + 1) * piece_h - bottom
+
+
+def test_mask_blackens_only_the_border_bands_of_the_shuffled_image():
+  base = dict(rows=2, cols=2, image_size=(40, 40), shuffle_mn=False)
+  plain = jigsaw.JigsawTask(jigsaw.JigsawConfig(**base))
+  masked = jigsaw.JigsawTask(jigsaw.JigsawConfig(**base, mask_ratio=0.2))
+  for seed in range(5):
+    a, b = plain.example(seed), masked.example(seed)
+    assert a['meta']['gt'] == b['meta']['gt']
+    band = np.zeros((40, 40), bool)
+    for r in range(2):
+      for c in range(2):  # 20x20 cells: 4 pixels on the image border, 2 between cells
+        cell = band[r * 20:(r + 1) * 20, c * 20:(c + 1) * 20]
+        cell[:4 if r == 0 else 2] = True
+        cell[20 - (4 if r == 1 else 2):] = True
+        cell[:, :4 if c == 0 else 2] = True
+        cell[:, 20 - (4 if c == 1 else 2):] = True
+    assert (b['images'][0][band] == 0).all()
+    np.testing.assert_array_equal(b['images'][0][~band], a['images'][0][~band])
+
+
+@pytest.mark.parametrize('question_type', ['multiple', 'pair', 'single', 'box'])
+def test_other_question_prompts_name_the_answer_type_and_mode(question_type):
+  for think in (True, False):
+    cfg = jigsaw.JigsawConfig(question_type=question_type, prompt_style='full', think=think, image_size=(40, 40))
+    prompt = jigsaw.JigsawTask(cfg).example(0)['prompt']
+    assert jigsaw.ANSWER_HINTS[jigsaw.ANSWER_TYPES[question_type]] in prompt
+    assert ('<answer>' in prompt) == think
+    compact = jigsaw.JigsawTask(dataclasses.replace(cfg, prompt_style='compact')).example(0)['prompt']
+    assert len(compact) < len(prompt)
+
+
+def test_full_question_type_keeps_its_original_examples():
+  # Golden values from before the other question types existed: the 'full' stream must not change.
+  task = jigsaw.JigsawTask(jigsaw.JigsawConfig(rows=2, cols=3, image_size=(31, 45)))
+  example = task.example(3)
+  assert (example['meta']['rows'], example['meta']['cols'], example['meta']['gt']) == (3, 2, [6, 5, 4, 1, 3, 2])
+  assert int(example['images'][0].astype(np.int64).sum()) == 471804
+  assert task.random_answer_completion(example['meta'], 5) == '<think></think><answer>2 5\n3 4\n6 1</answer>'
