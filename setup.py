@@ -24,6 +24,7 @@ setuptools.setup(
         'tqdm',
         'tensorboardX',
         'matplotlib',
+        'math-verify[antlr4_13_2]>=0.9',  # math-answer rewards (LaTeX / expression equivalence)
     ],
     extras_require={
         'test': [

@@ -210,7 +210,9 @@ def test_score_batch_clips_and_handles_not_applicable(temporary_rewards):
   np.testing.assert_array_equal(scores['test_wild'], [1.0, -1.0, np.nan, np.nan])
   np.testing.assert_array_equal(scores['total'], [1.0, -1.0, 0.0, 0.0])
   assert scores['jigsaw_solved'].dtype == np.float64 and int(scores['failures']) == 0
-  assert set(scores) == {'test_wild', 'jigsaw_solved', 'jigsaw_grid', 'total', 'failures'}
+  per_reward = {f'{kind}/{name}' for kind in ('failures', 'timeouts') for name in ('test_wild', 'jigsaw_solved', 'jigsaw_grid')}
+  assert set(scores) == {'test_wild', 'jigsaw_solved', 'jigsaw_grid', 'total', 'failures', 'timeouts'} | per_reward
+  assert all(scores[key].shape == () and int(scores[key]) == 0 for key in per_reward | {'timeouts'})
 
 
 def test_score_batch_input_errors():
@@ -238,3 +240,22 @@ def test_registry_records_and_rejects_bad_registrations(temporary_rewards):
     temporary_rewards('total', _explode)
   with pytest.raises(ValueError, match='range'):
     temporary_rewards('test_bad_range', _explode, range=(1.0, 0.0))
+  with pytest.raises(ValueError, match='must match'):
+    temporary_rewards('test/slash', _explode)
+  assert rewards.exists('jigsaw_grid') and not rewards.exists('nope')
+
+
+def test_readme_rewards_table_matches_the_registry():
+  import os  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  with open(os.path.join(os.path.dirname(__file__), '..', 'README.md'), encoding='utf-8') as f:
+    readme = f.read()
+  section = readme[readme.index('## Rewards'):]
+  section = section[:section.index('\n## ')]
+  rows = re.findall(r'^\| `([a-z0-9_]+)` \| \[([-0-9.]+), ([-0-9.]+)\] \| (.*?) \|', section, re.MULTILINE)
+  builtin = [name for name in rewards.names() if not name.startswith(('test_', 'testlib_'))]
+  assert sorted(name for name, *_ in rows) == builtin
+  for name, low, high, meta in rows:
+    record = rewards.get(name)
+    assert (float(low), float(high)) == record.range, name
+    assert re.findall(r'`([a-z_]+)`', meta) == list(record.required_meta + record.optional_meta), name

@@ -58,7 +58,7 @@ def connection_score(pred: list[int], gt: list[int], rows: int, cols: int) -> fl
   return correct / edges
 
 
-@register('jigsaw_grid', range=(0.0, 1.0), required_meta=GRID_META)
+@register('jigsaw_grid', range=(0.0, 1.0), required_meta=GRID_META, source='Jigsaw-R1')
 def jigsaw_grid(text: str, meta: Mapping[str, Any]) -> float:
   """Fraction of positions whose predicted original index is right (0 unless a valid permutation)."""
   pred = predicted_permutation(text, meta['rows'], meta['cols'])
@@ -67,13 +67,14 @@ def jigsaw_grid(text: str, meta: Mapping[str, Any]) -> float:
   return sum(p == g for p, g in zip(pred, meta['gt'])) / len(pred)
 
 
-@register('jigsaw_solved', range=(0.0, 1.0), required_meta=GRID_META)
+@register('jigsaw_solved', range=(0.0, 1.0), required_meta=GRID_META, source='Jigsaw-R1 (exact solve)')
 def jigsaw_solved(text: str, meta: Mapping[str, Any]) -> float:
   """1.0 iff every position is right (the exact-solve rate)."""
   return float(predicted_permutation(text, meta['rows'], meta['cols']) == list(meta['gt']))
 
 
-@register('jigsaw_connections', range=(0.0, 1.0), required_meta=GRID_META)
+@register('jigsaw_connections', range=(0.0, 1.0), required_meta=GRID_META,
+          source='Jigsaw-R1 (score_jigsaw_connections)')
 def jigsaw_connections(text: str, meta: Mapping[str, Any]) -> float | None:
   """Fraction of internal edges of the predicted reconstruction joining true neighbours."""
   rows, cols = meta['rows'], meta['cols']
@@ -83,16 +84,18 @@ def jigsaw_connections(text: str, meta: Mapping[str, Any]) -> float | None:
   return connection_score(pred, list(meta['gt']), rows, cols)
 
 
-@register('jigsaw_format', range=(0.0, 1.0), required_meta=('rows', 'cols'))
+@register('jigsaw_format', range=(0.0, 1.0), required_meta=('rows', 'cols'), optional_meta=('think', 'prefill_think'),
+          source='Jigsaw-R1')
 def jigsaw_format(text: str, meta: Mapping[str, Any]) -> float:
   """1.0 iff the form is right and the answer parses to rows*cols integers in 1..rows*cols.
 
   Think mode (meta 'think', default True) also needs the whole completion to be one think block
-  and one answer block; non-think mode needs the whole completion to be the grid (Jigsaw-R1).
+  and one answer block (a prefilled '<think>' counted, meta 'prefill_think'); non-think mode needs
+  the whole completion to be the grid (Jigsaw-R1).
   """
   mn = meta['rows'] * meta['cols']
   if meta.get('think', True):
-    if not is_think_answer(text):
+    if not is_think_answer(parsing.with_prefill(text, meta)):
       return 0.0
     grid = answer_grid(text)
   else:
