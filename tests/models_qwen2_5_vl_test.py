@@ -81,20 +81,6 @@ def test_greedy_generation_matches_transformers(pair):
   np.testing.assert_array_equal(np.asarray(out.tokens), expected)
 
 
-def test_cached_decoding_equals_full_forward(pair):
-  _, ours = pair
-  ids, mask, pixels, grids = _batch()
-  out = sampling.generate(ours, ids, mask, max_new_tokens=12, temperature=1.0, rng=jax.random.key(3),
-                          pixel_values=pixels, image_grid_thw=grids)
-  tokens = np.asarray(out.tokens)
-  full_ids = np.concatenate([ids, tokens], 1)
-  full_mask = np.concatenate([mask, np.ones_like(tokens)], 1)
-  logits = np.asarray(models.forward(ours, full_ids, full_mask, pixel_values=pixels, image_grid_thw=grids))
-  logprobs = np.asarray(jax.nn.log_softmax(logits[:, ids.shape[1] - 1:-1], axis=-1))
-  expected = np.take_along_axis(logprobs, tokens[..., None], -1)[..., 0]
-  np.testing.assert_allclose(np.asarray(out.logprobs), expected, atol=1e-5)
-
-
 def test_image_token_count_mismatch_is_a_clear_error(pair):
   _, ours = pair
   ids, mask, pixels, grids = _batch()

@@ -1,168 +1,367 @@
-"""KV-cache sampler: one jitted prefill per prompt, cache fan-out to G samples, while_loop decode.
+"""KV-cache sampler: one prefill per prompt, cache fan-out to G samples, while_loop decode with early exit.
 
-Shapes: P prompts, G samples per prompt, B = P*G rows, T prompt bucket, N max new tokens,
-S = T + N cache slots, V vocab, X image tokens.
+Shapes: P prompts, G samples per prompt, B = P*G rows, T prompt length (left padded), N token
+capacity (max new tokens), S = T + C cache slots for a stage capacity C <= N, V vocab,
+M longest stop sequence, L layers, K kv heads, H head dim.
 
-The whole generation (vision encoding, prefill, fan-out, decode) is one jitted function of
-(params, prompt arrays, rng); the decode loop exits as soon as every row has emitted an EOS.
-Returned log-probs are those of the temperature-scaled distribution before top-k/top-p
-truncation, which is what the learner recomputes.
+Three jitted programs per shape: `prefill` (vision encoding, prompt prefill over P rows, fan-out
+to B rows, first token), `decode` (a lax.while_loop over a DecodeState; the state is donated, so
+the cache is updated in place) and, with kv_stages > 1, `grow` (pads the cache to the next stage).
+Decoding runs in stages of growing cache capacity C_1 < ... < C_k = N: attention in stage i reads
+only T + C_i slots, so early tokens do not pay for the longest completion. Each loop exits as soon
+as every row has finished (EOS, stop sequence, or max_new_tokens).
+
+Row b's token at step s is drawn with fold_in(fold_in(rng, s), b): samples do not depend on the
+stage layout, on padding rows appended after the real ones, or on how the batch is sharded.
+Log-probs and entropies are those of the temperature-scaled distribution before top-k / top-p /
+min-p truncation, which is what the learner recomputes.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from rl_reason.models.decoder import init_cache
 from rl_reason.models.model import DTYPES, Model
+from rl_reason.parallel import sharding as shd
+from rl_reason.sampling.logits import sample_tokens, token_stats
+
+FINISH_REASONS = ('length', 'eos', 'stop')  # finish_reason codes 0, 1, 2
+LENGTH, EOS, STOP = 0, 1, 2
+MIN_STAGE = 64  # smallest stage capacity worth its own loop (below it attention over S is cheap)
+DEFAULT_KV_STAGES = 4
+_NO_TOKEN = -2  # fills the stop-sequence tail before M tokens exist (never a token id)
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
   """Static sampling settings (hashable: part of the jit cache key)."""
 
-  max_new_tokens: int
+  max_new_tokens: int  # N: token buffer and cache capacity; Sampler.__call__ may stop earlier
   temperature: float = 1.0  # 0 = greedy
   top_k: int = 0  # 0 = off
   top_p: float = 1.0  # 1 = off
-  eos_token_ids: tuple[int, ...] = ()
-  pad_token_id: int = 0
+  min_p: float = 0.0  # 0 = off; keep tokens with p >= min_p * max p
+  eos_token_ids: tuple[int, ...] = ()  # any of them ends a row (finish reason 'eos')
+  stop_sequences: tuple[tuple[int, ...], ...] = ()  # a row ends when its completion ends with one ('stop')
+  pad_token_id: int = 0  # written after a row's end
   num_samples: int = 1  # G: samples per prompt, sharing one prefill
-  cache_dtype: str = 'float32'
+  cache_dtype: str | None = None  # KV cache dtype: float32 | bfloat16; None = the model's compute dtype
+  return_entropy: bool = False  # also return per-token entropies
+  kv_stages: int = DEFAULT_KV_STAGES  # cache growth stages, capacities N/2^k >= MIN_STAGE (1: T + N slots)
 
   def __post_init__(self):
-    if self.max_new_tokens <= 0:
-      raise ValueError(f'max_new_tokens must be positive, got {self.max_new_tokens}')
+    if not isinstance(self.max_new_tokens, (int, np.integer)) or self.max_new_tokens <= 0:
+      raise ValueError(f'max_new_tokens must be a positive int, got {self.max_new_tokens!r}')
     if self.temperature < 0:
       raise ValueError(f'temperature must be >= 0, got {self.temperature}')
     if self.top_k < 0:
       raise ValueError(f'top_k must be >= 0, got {self.top_k}')
     if not 0 < self.top_p <= 1:
       raise ValueError(f'top_p must be in (0, 1], got {self.top_p}')
+    if not 0 <= self.min_p < 1:
+      raise ValueError(f'min_p must be in [0, 1), got {self.min_p}')
+    if self.temperature == 0:
+      for name, off in (('top_k', 0), ('top_p', 1.0), ('min_p', 0.0)):
+        if getattr(self, name) != off:
+          raise ValueError(f'{name}={getattr(self, name)} has no effect with temperature 0 (greedy); '
+                           f'leave it at {off}')
+    if not isinstance(self.eos_token_ids, tuple) or any(
+        not isinstance(e, (int, np.integer)) or e < 0 for e in self.eos_token_ids):
+      raise ValueError(f'eos_token_ids must be a tuple of non-negative ints, got {self.eos_token_ids!r}')
+    if not isinstance(self.stop_sequences, tuple) or any(
+        not isinstance(s, tuple) or not s or any(not isinstance(t, (int, np.integer)) or t < 0 for t in s)
+        for s in self.stop_sequences):
+      raise ValueError('stop_sequences must be a tuple of non-empty tuples of non-negative token ids, got '
+                       f'{self.stop_sequences!r}')
+    if self.pad_token_id < 0:
+      raise ValueError(f'pad_token_id must be >= 0, got {self.pad_token_id}')
     if self.num_samples < 1:
       raise ValueError(f'num_samples must be >= 1, got {self.num_samples}')
-    if self.cache_dtype not in DTYPES:
-      raise ValueError(f'cache_dtype must be one of {sorted(DTYPES)}, got {self.cache_dtype!r}')
+    if self.cache_dtype is not None and self.cache_dtype not in DTYPES:
+      raise ValueError(f'cache_dtype must be None or one of {sorted(DTYPES)}, got {self.cache_dtype!r}')
+    if self.kv_stages < 1:
+      raise ValueError(f'kv_stages must be >= 1, got {self.kv_stages}')
+
+  @property
+  def stage_capacities(self) -> tuple[int, ...]:
+    """Increasing cache capacities C_i (in new tokens), the last one N."""
+    caps = {self.max_new_tokens}
+    for k in range(1, self.kv_stages):
+      cap = -(-self.max_new_tokens // (1 << k))
+      cap = -(-cap // 16) * 16
+      if MIN_STAGE <= cap < self.max_new_tokens:
+        caps.add(cap)
+    return tuple(sorted(caps))
 
 
 @dataclasses.dataclass
 class SampleOutput:
-  tokens: jax.Array  # [B, N] int32, pad after the end
-  logprobs: jax.Array  # [B, N] float32, 0 after the end
-  lengths: jax.Array  # [B] int32, generated tokens including the EOS token
-  finished: jax.Array  # [B] bool, ended with an EOS (else: hit max_new_tokens)
+  """Generated tokens per row (B = prompts * num_samples, rows of a prompt adjacent)."""
+
+  tokens: jax.Array  # [B, N] int32, pad_token_id after the end
+  logprobs: jax.Array  # [B, N] float32 log-probs of the sampled tokens, 0 after the end
+  lengths: jax.Array  # [B] int32 generated tokens, the EOS token / stop sequence included
+  finish_reason: jax.Array  # [B] int32 index into FINISH_REASONS: 0 length, 1 eos, 2 stop
+  entropy: jax.Array | None = None  # [B, N] float32 entropies (return_entropy), 0 after the end
+  steps: jax.Array | None = None  # [] int32 token positions generated (= max(lengths) after an early exit)
+
+  @property
+  def finished(self) -> jax.Array:
+    """[B] bool: the row ended with an EOS token or a stop sequence (else it hit max_new_tokens)."""
+    return self.finish_reason != LENGTH
+
+  def finish_reason_names(self) -> list[str]:
+    return [FINISH_REASONS[int(r)] for r in np.asarray(self.finish_reason)]
 
 
-jax.tree_util.register_dataclass(SampleOutput, data_fields=['tokens', 'logprobs', 'lengths', 'finished'],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(
+    SampleOutput, data_fields=['tokens', 'logprobs', 'lengths', 'finish_reason', 'entropy', 'steps'],
+    meta_fields=[])
 
 
-def scaled_logprobs(logits: jax.Array, temperature: float) -> jax.Array:
-  """log-softmax of logits / temperature in float32 (temperature 0 counts as 1)."""
-  scale = temperature if temperature > 0 else 1.0
-  return jax.nn.log_softmax(logits.astype(jnp.float32) / scale, axis=-1)
+@dataclasses.dataclass
+class DecodeState:
+  """The while_loop carry. `step` tokens have been sampled; token `step - 1` is fed next."""
+
+  step: jax.Array  # [] int32
+  limit: jax.Array  # [] int32 max_new_tokens of this call (<= N)
+  token: jax.Array  # [B] int32 the last sampled token
+  next_position: jax.Array  # [B] int32 rotary position of the first generated token
+  done: jax.Array  # [B] bool
+  finish_reason: jax.Array  # [B] int32
+  lengths: jax.Array  # [B] int32
+  tokens: jax.Array  # [B, N] int32
+  logprobs: jax.Array  # [B, N] float32
+  entropy: jax.Array | None  # [B, N] float32 (return_entropy)
+  tail: jax.Array | None  # [B, M] int32 last M sampled tokens (stop sequences)
+  cache: dict[str, jax.Array]  # k, v [L, B, S, K, H]; valid [B, S]
 
 
-def truncate_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
-  """Masks logits outside the top-k and outside the smallest top-p nucleus to -inf."""
-  if top_k > 0:
-    kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
-  if top_p < 1.0:
-    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
-    # Keep a token while the mass before it is < top_p (the first token is always kept).
-    mass_before = jnp.cumsum(probs, axis=-1) - probs
-    keep = mass_before < top_p
-    threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
-    logits = jnp.where(logits < threshold, -jnp.inf, logits)
-  return logits
+_STATE_FIELDS = [f.name for f in dataclasses.fields(DecodeState)]
+jax.tree_util.register_dataclass(DecodeState, data_fields=_STATE_FIELDS, meta_fields=[])
+
+# Logical axes of the state's arrays (the cache's K axis goes to 'tensor', rows to ('data', 'fsdp')).
+_ROW, _ROW_COL = (shd.BATCH,), (shd.BATCH, None)
+_STATE_AXES = dict(step=(), limit=(), token=_ROW, next_position=_ROW, done=_ROW, finish_reason=_ROW,
+                   lengths=_ROW, tokens=_ROW_COL, logprobs=_ROW_COL, entropy=_ROW_COL, tail=_ROW_COL)
+_CACHE_AXES = dict(k=(shd.LAYERS, shd.BATCH, None, shd.KV_HEADS, None),
+                   v=(shd.LAYERS, shd.BATCH, None, shd.KV_HEADS, None), valid=_ROW_COL)
 
 
-def sample_tokens(logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> jax.Array:
-  """[B, V] logits -> [B] int32 tokens."""
-  if cfg.temperature == 0:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  logits = truncate_logits(logits.astype(jnp.float32) / cfg.temperature, cfg.top_k, cfg.top_p)
-  return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
+def _stop_table(stop_sequences: tuple[tuple[int, ...], ...]) -> np.ndarray:
+  """[num_stops, M] right-aligned stop sequences, -1 (matches anything) on the left."""
+  width = max(map(len, stop_sequences))
+  table = np.full((len(stop_sequences), width), -1, np.int32)
+  for i, seq in enumerate(stop_sequences):
+    table[i, width - len(seq):] = seq
+  return table
 
 
-def _fan_out(tree, groups: int, axis_of):
-  return jax.tree.map(lambda x, ax: jnp.repeat(x, groups, axis=ax), tree, axis_of)
-
-
-def generate_arrays(model: Model, prompt: dict[str, jax.Array], rng: jax.Array,
-                    cfg: SamplingConfig) -> SampleOutput:
-  """Generates G samples per prompt (pure; call inside jit).
-
-  Args:
-    model: the merged model.
-    prompt: input_ids [P, T], attention_mask [P, T] (left padded), positions [3, P, T], and
-      optionally `vision` (positions.vision_inputs arrays for the prompts' images).
-    rng: PRNG key.
-    cfg: sampling settings.
-  """
-  input_ids, attention_mask, positions = prompt['input_ids'], prompt['attention_mask'], prompt['positions']
-  num_prompts, prompt_len = input_ids.shape
-  groups, steps = cfg.num_samples, cfg.max_new_tokens
-  batch = num_prompts * groups
-  image_embeds = model.encode_images(prompt['vision']) if prompt.get('vision') is not None else None
-  cache = init_cache(model.cfg.text, num_prompts, prompt_len + steps, DTYPES[cfg.cache_dtype])
-  logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds, cache=cache,
-                        write_index=jnp.zeros((num_prompts,), jnp.int32), logits_slice=slice(-1, None))
-  logits = logits[:, 0]  # [P, V]
-  next_position = jnp.max(positions, axis=(0, 2)) + 1  # [P]
-  logits, cache, next_position = _fan_out((logits, cache, next_position), groups,
-                                          (0, dict(k=1, v=1, valid=0), 0))
-  eos = jnp.asarray(cfg.eos_token_ids or (-1,), jnp.int32)
-
-  def cond(state):
-    return (state['step'] < steps) & ~jnp.all(state['done'])
-
-  def body(state):
-    step, done = state['step'], state['done']
-    token = sample_tokens(state['logits'], jax.random.fold_in(rng, step), cfg)
-    logprob = jnp.take_along_axis(scaled_logprobs(state['logits'], cfg.temperature), token[:, None], axis=-1)[:, 0]
-    token = jnp.where(done, cfg.pad_token_id, token)
-    logprob = jnp.where(done, 0.0, logprob)
-    lengths = state['lengths'] + (~done).astype(jnp.int32)
-    done = done | jnp.isin(token, eos)
-    tokens = jax.lax.dynamic_update_slice(state['tokens'], token[:, None], (0, step))
-    logprobs = jax.lax.dynamic_update_slice(state['logprobs'], logprob[:, None], (0, step))
-    pos = jnp.broadcast_to((next_position + step)[None, :, None], (3, batch, 1))
-    new_logits, cache = model(token[:, None], pos, jnp.ones((batch, 1), jnp.int32), cache=state['cache'],
-                              write_index=jnp.full((batch,), prompt_len, jnp.int32) + step)
-    return dict(step=step + 1, done=done, tokens=tokens, logprobs=logprobs, lengths=lengths,
-                logits=new_logits[:, 0], cache=cache)
-
-  state = dict(step=jnp.int32(0), done=jnp.zeros((batch,), jnp.bool_),
-               tokens=jnp.full((batch, steps), cfg.pad_token_id, jnp.int32),
-               logprobs=jnp.zeros((batch, steps), jnp.float32), lengths=jnp.zeros((batch,), jnp.int32),
-               logits=logits, cache=cache)
-  state = jax.lax.while_loop(cond, body, state)
-  return SampleOutput(tokens=state['tokens'], logprobs=state['logprobs'], lengths=state['lengths'],
-                      finished=state['done'])
+def _fan_out(x: jax.Array, groups: int, axis: int) -> jax.Array:
+  return x if groups == 1 else jnp.repeat(x, groups, axis=axis)
 
 
 class Sampler:
-  """Holds the jitted generation function for one model graph; counts compilations."""
+  """Jitted prefill / decode / grow programs for one model graph; counts their compilations.
 
-  def __init__(self, graphdef: nnx.GraphDef, *, in_shardings: Any = None, out_shardings: Any = None):
+  Args:
+    graphdef: the model's nnx graph (params are passed per call).
+    mesh: when given, the decode state is constrained to it: rows over the batch axes
+      (('data', 'fsdp') by default), the cache's KV heads over 'tensor'. The caller places params
+      and prompt arrays (shd.state_shardings / shd.host_to_global).
+    rules: logical-axis rules for the mesh.
+  """
+
+  def __init__(self, graphdef: nnx.GraphDef, *, mesh: jax.sharding.Mesh | None = None,
+               rules: tuple[tuple[str, Any], ...] = shd.DEFAULT_RULES):
     self.graphdef = graphdef
-    self.compilations = 0
+    self.mesh = mesh
+    self.rules = rules
+    self._traces: collections.Counter[str] = collections.Counter()
+    self.prefill_rows = 0  # prompt rows prefilled so far (runtime count, not per trace)
+    self.calls = 0  # generations started (prefill calls)
+    self._prefill = jax.jit(self._counted('prefill', self._prefill_impl), static_argnames=('cfg',))
+    self._decode = jax.jit(self._counted('decode', self._decode_impl), static_argnames=('cfg', 'capacity'),
+                           donate_argnums=(1,))
+    self._grow = jax.jit(self._counted('grow', self._grow_impl), static_argnames=('slots',))
 
-    def run(params, prompt, rng, cfg):
-      self.compilations += 1  # runs at trace time only
-      return generate_arrays(nnx.merge(graphdef, params), prompt, rng, cfg)
+  # ------------------------------------------------------------------ compile counting
+  def _counted(self, name: str, fn: Callable) -> Callable:
+    @functools.wraps(fn)  # keeps the signature, which static_argnames / donate_argnums refer to
+    def traced(*args, **kwargs):
+      self._traces[name] += 1  # the Python body runs only when jax traces (a new shape/static key)
+      return fn(*args, **kwargs)
+    return traced
 
-    self._run = jax.jit(run, static_argnames=('cfg',))
+  @property
+  def compilations(self) -> int:
+    """Programs traced (and so compiled) so far, all kinds together."""
+    return sum(self._traces.values())
 
-  def __call__(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array,
-               cfg: SamplingConfig) -> SampleOutput:
-    return self._run(params, prompt, rng, cfg)
+  @property
+  def compilations_by_function(self) -> dict[str, int]:
+    return {name: self._traces[name] for name in ('prefill', 'decode', 'grow')}
+
+  # ------------------------------------------------------------------ sharding
+  def _constrain(self, x: jax.Array | None, axes: tuple) -> jax.Array | None:
+    if self.mesh is None or x is None:
+      return x
+    return jax.lax.with_sharding_constraint(x, shd.logical_to_sharding(x.shape, axes, self.mesh, self.rules))
+
+  def _constrain_cache(self, cache: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {name: self._constrain(value, _CACHE_AXES[name]) for name, value in cache.items()}
+
+  def _constrain_state(self, state: DecodeState) -> DecodeState:
+    fields = {name: self._constrain(getattr(state, name), axes) for name, axes in _STATE_AXES.items()}
+    return DecodeState(**fields, cache=self._constrain_cache(state.cache))
+
+  # ------------------------------------------------------------------ traced bodies
+  def _emit(self, state: DecodeState, logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> DecodeState:
+    """Samples token `step` for every live row from logits [B, V] and records it."""
+    step = state.step
+    batch = logits.shape[0]
+    live = ~state.done
+    token = sample_tokens(logits, jax.random.fold_in(rng, step), cfg, jnp.arange(batch, dtype=jnp.int32))
+    logprob, entropy = token_stats(logits, token, cfg.temperature, cfg.return_entropy)
+    token = jnp.where(live, token, cfg.pad_token_id)
+    put = lambda buffer, value: jax.lax.dynamic_update_slice(buffer, value[:, None], (0, step))
+    tokens = put(state.tokens, token)
+    logprobs = put(state.logprobs, jnp.where(live, logprob, 0.0))
+    entropies = None if entropy is None else put(state.entropy, jnp.where(live, entropy, 0.0))
+    hit_eos = jnp.zeros_like(live)
+    if cfg.eos_token_ids:
+      hit_eos = live & jnp.isin(token, jnp.asarray(cfg.eos_token_ids, jnp.int32))
+    tail, hit_stop = state.tail, jnp.zeros_like(live)
+    if cfg.stop_sequences:
+      tail = jnp.concatenate([state.tail[:, 1:], token[:, None]], axis=1)  # [B, M]
+      table = jnp.asarray(_stop_table(cfg.stop_sequences))  # [num_stops, M]
+      match = jnp.all((tail[:, None, :] == table[None]) | (table[None] < 0), axis=-1)  # [B, num_stops]
+      hit_stop = live & ~hit_eos & jnp.any(match, axis=-1)
+    reason = jnp.where(hit_eos, EOS, jnp.where(hit_stop, STOP, state.finish_reason))
+    return dataclasses.replace(
+        state, step=step + 1, token=token, done=state.done | hit_eos | hit_stop, finish_reason=reason,
+        lengths=state.lengths + live.astype(jnp.int32), tokens=tokens, logprobs=logprobs, entropy=entropies,
+        tail=tail)
+
+  def _prefill_impl(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array, limit: jax.Array,
+                    cfg: SamplingConfig) -> DecodeState:
+    model: Model = nnx.merge(self.graphdef, params)
+    input_ids, attention_mask, positions = prompt['input_ids'], prompt['attention_mask'], prompt['positions']
+    num_prompts, prompt_len = input_ids.shape
+    groups, capacity = cfg.num_samples, cfg.max_new_tokens
+    batch = num_prompts * groups
+    dtype = DTYPES[cfg.cache_dtype] if cfg.cache_dtype else model.compute_dtype
+    vision = prompt.get('vision')
+    image_embeds = model.encode_images(vision) if vision is not None else None
+    cache = self._constrain_cache(init_cache(model.cfg.text, num_prompts, prompt_len + cfg.stage_capacities[0],
+                                             dtype))
+    logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds, cache=cache,
+                          write_index=jnp.zeros((num_prompts,), jnp.int32), logits_slice=slice(-1, None))
+    cache = dict(k=_fan_out(cache['k'], groups, 1), v=_fan_out(cache['v'], groups, 1),
+                 valid=_fan_out(cache['valid'], groups, 0))
+    next_position = _fan_out(jnp.max(positions, axis=(0, 2)) + 1, groups, 0)  # [B]
+    logits = _fan_out(logits[:, 0], groups, 0)  # [B, V]
+    zeros = jnp.zeros((batch,), jnp.int32)
+    live = prompt.get('live')
+    done = jnp.zeros((batch,), jnp.bool_) if live is None else ~_fan_out(live.astype(jnp.bool_), groups, 0)
+    state = DecodeState(
+        step=jnp.int32(0), limit=limit.astype(jnp.int32), token=zeros, next_position=next_position.astype(jnp.int32),
+        done=done, finish_reason=zeros + LENGTH, lengths=zeros,
+        tokens=jnp.full((batch, capacity), cfg.pad_token_id, jnp.int32),
+        logprobs=jnp.zeros((batch, capacity), jnp.float32),
+        entropy=jnp.zeros((batch, capacity), jnp.float32) if cfg.return_entropy else None,
+        tail=(jnp.full((batch, _stop_table(cfg.stop_sequences).shape[1]), _NO_TOKEN, jnp.int32)
+              if cfg.stop_sequences else None),
+        cache=cache)
+    return self._constrain_state(self._emit(self._constrain_state(state), logits, rng, cfg))
+
+  def _decode_impl(self, params: nnx.State, state: DecodeState, rng: jax.Array, cfg: SamplingConfig,
+                   capacity: int) -> DecodeState:
+    """Runs steps while step < limit, step <= capacity (token step-1 fits the cache) and a row is live."""
+    model: Model = nnx.merge(self.graphdef, params)
+    batch, slots = state.cache['valid'].shape
+    prompt_len = slots - capacity
+    ones = jnp.ones((batch, 1), jnp.int32)
+
+    def cond(s: DecodeState):
+      return (s.step < s.limit) & (s.step <= capacity) & ~jnp.all(s.done)
+
+    def body(s: DecodeState):
+      fed = s.step - 1  # index of the token fed now
+      position = s.next_position + fed  # [B]
+      positions = jnp.broadcast_to(position[None, :, None], (3, batch, 1))
+      write_index = jnp.full((batch,), prompt_len, jnp.int32) + fed
+      logits, cache = model(s.token[:, None], positions, ones, cache=s.cache, write_index=write_index)
+      s = dataclasses.replace(s, cache=self._constrain_cache(cache))
+      return self._constrain_state(self._emit(s, logits[:, 0], rng, cfg))
+
+    return jax.lax.while_loop(cond, body, self._constrain_state(state))
+
+  def _grow_impl(self, cache: dict[str, jax.Array], slots: int) -> dict[str, jax.Array]:
+    extra = slots - cache['valid'].shape[1]
+    pad = lambda x, axis: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)])
+    return self._constrain_cache(dict(k=pad(cache['k'], 2), v=pad(cache['v'], 2), valid=pad(cache['valid'], 1)))
+
+  # ------------------------------------------------------------------ host driver
+  def prefill(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array | int, cfg: SamplingConfig,
+              *, max_new_tokens: int | None = None) -> DecodeState:
+    """Encodes images, prefills the P prompts once, fans the cache out to P*G rows, samples token 0."""
+    limit = cfg.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+    if not 1 <= limit <= cfg.max_new_tokens:
+      raise ValueError(f'max_new_tokens must be in [1, {cfg.max_new_tokens}] (the compiled capacity), got {limit}')
+    state = self._prefill(params, prompt, _as_key(rng), np.int32(limit), cfg)
+    self.calls += 1
+    self.prefill_rows += prompt['input_ids'].shape[0]
+    return state
+
+  def decode(self, params: nnx.State, state: DecodeState, rng: jax.Array | int, cfg: SamplingConfig) -> DecodeState:
+    """Runs the decode stages until every row has finished. `state` is donated (unusable afterwards)."""
+    rng = _as_key(rng)
+    capacities = cfg.stage_capacities
+    prompt_len = state.cache['valid'].shape[1] - capacities[0]
+    for i, capacity in enumerate(capacities):
+      if i > 0:
+        step, limit, all_done = jax.device_get((state.step, state.limit, jnp.all(state.done)))
+        if all_done or step >= limit:
+          break  # every row ended inside the previous stage
+        state = dataclasses.replace(state, cache=self._grow(state.cache, prompt_len + capacity))
+      state = self._decode(params, state, rng, cfg, capacity)
+    return state
+
+  def __call__(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array | int, cfg: SamplingConfig,
+               *, max_new_tokens: int | None = None) -> SampleOutput:
+    """Generates cfg.num_samples completions per prompt.
+
+    Args:
+      params: the model's nnx state (as nnx.split gives it).
+      prompt: input_ids [P, T], attention_mask [P, T] (left padded), positions [3, P, T],
+        optionally `vision` (models.prepare_inputs output, host or device arrays) and optionally
+        `live` [P] bool: False marks a padding row, which starts finished (length 0) so it never
+        holds the loop open.
+      rng: a PRNG key or an int seed.
+      cfg: static settings; cfg.max_new_tokens is the compiled capacity N.
+      max_new_tokens: stop after this many tokens (<= N; default N) without recompiling.
+
+    Returns:
+      SampleOutput with [P*G, N] arrays (columns past max_new_tokens hold padding).
+    """
+    state = self.decode(params, self.prefill(params, prompt, rng, cfg, max_new_tokens=max_new_tokens), rng, cfg)
+    return SampleOutput(tokens=state.tokens, logprobs=state.logprobs, lengths=state.lengths,
+                        finish_reason=state.finish_reason, entropy=state.entropy, steps=state.step)
+
+
+def _as_key(rng: jax.Array | int) -> jax.Array:
+  if isinstance(rng, (int, np.integer)):
+    return jax.random.key(int(rng))
+  if isinstance(rng, jax.Array) and jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    return rng
+  raise ValueError(f'rng must be a typed PRNG key (jax.random.key) or an int seed, got {type(rng).__name__}')

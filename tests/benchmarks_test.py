@@ -1,0 +1,48 @@
+"""benchmarks/sampler.py --quick runs and writes the JSON it promises (keys, positive numbers)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _positive(value) -> bool:
+  return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow  # ~45 s on 2 shared cores (a transformers model load and several compilations)
+def test_sampler_benchmark_quick(tmp_path):
+  out = tmp_path / 'sampler.json'
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}  # one CPU device, as a user runs it
+  done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'sampler.py'), '--quick', '--out', str(out),
+                         '--torch_threads', '1'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
+  result = json.loads(out.read_text())
+  assert set(result) == {'settings', 'matmul', 'throughput', 'per_token_decode', 'ratios'}
+  assert result['settings']['quick'] is True and result['settings']['torch_threads'] == 1
+  assert _positive(result['matmul']['flops_per_s'])
+  impls = {row['impl'] for row in result['throughput']}
+  assert impls == {'rl_reason', 'rl_reason_no_cache', 'transformers'}
+  for row in result['throughput']:
+    for key in ('params', 'batch', 'new_tokens', 'run_s', 'tokens_per_s'):
+      assert _positive(row[key]), (row['impl'], key, row[key])
+    assert row['compile_s'] >= 0 and len(row['runs_s']) == result['settings']['repeats']
+    if row['impl'] != 'rl_reason_no_cache':
+      for key in ('prefill_s', 'decode_s', 'decode_flops', 'decode_flop_fraction'):
+        assert _positive(row[key]), (row['impl'], key, row[key])
+  lengths = result['settings']['per_token_lengths']
+  assert {(r['impl'], r['new_tokens']) for r in result['per_token_decode']} == {
+      (impl, n) for impl in ('rl_reason', 'transformers') for n in lengths}
+  for row in result['per_token_decode']:
+    if row['impl'] == 'rl_reason':  # timed directly; transformers' is a difference of two timings
+      assert _positive(row['per_token_ms']), row
+    else:
+      assert row['per_token_ms'] >= 0, row
+  for ratio in result['ratios'].values():
+    assert _positive(ratio['rl_reason_vs_transformers']) and _positive(ratio['rl_reason_vs_no_cache'])
