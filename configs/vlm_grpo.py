@@ -25,6 +25,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.model.path = ''  # a Hugging Face checkpoint directory (config.json, safetensors, tokenizer); '' = preset
   c.model.dtype = 'float32'  # activation dtype: float32 | bfloat16
   c.model.param_dtype = 'float32'  # master-weight dtype
+  c.model.scan_layers = False  # scan over stacked decoder layers: compile time flat in depth
+  c.model.remat = 'none'  # decoder-layer remat in the backward pass: none | full | minimal | dots_saveable
 
   c.task = config_dict.ConfigDict()
   c.task.name = 'jigsaw'  # a task in rl_reason.tasks
@@ -38,6 +40,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.reward = config_dict.ConfigDict()
   # Registered rewards and their weights (Jigsaw-R1: 1.0 accuracy + 0.5 format).
   c.reward.weights = config_dict.ConfigDict({'jigsaw_grid': 1.0, 'jigsaw_format': 0.5})
+  c.reward.workers = 0  # reward worker processes (0: in this process; the pool isolates hangs and crashes)
+  c.reward.timeout_s = 10.0  # time limit of one (completion, reward) evaluation; failures score the minimum
 
   c.rollout = config_dict.ConfigDict()
   c.rollout.batch_size = 128  # B: completions per RL step (global); prompts per step = B / G
@@ -46,18 +50,49 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rollout.temperature = 1.0  # sampling temperature (the learner uses the same scaling)
   c.rollout.top_k = 0  # 0 = off
   c.rollout.top_p = 1.0  # 1.0 = off
+  c.rollout.min_p = 0.0  # 0.0 = off; keep tokens with p >= min_p * max p
+  c.rollout.cache_dtype = ''  # KV cache dtype: '' = the model's compute dtype | float32 | bfloat16
   c.rollout.prompt_buckets = (32, 64, 128, 256)  # static prompt lengths (bounded recompiles)
 
   c.rl = config_dict.ConfigDict()
-  c.rl.advantage = 'grpo'  # advantage estimator: grpo | drgrpo
+  # Advantages and updates (rl_reason.rl.advantages).
+  c.rl.advantage = 'grpo'  # grpo | drgrpo | batch_std | rloo | reinforce_pp_baseline | passk (per-reward: not wired)
   c.rl.advantage_eps = 1e-4  # std epsilon (TRL: 1e-4)
   c.rl.num_iterations = 1  # mu: updates per rollout batch (1 = on-policy, old log-probs skipped)
-  c.rl.eps_low = 0.2  # PPO clip lower range
-  c.rl.eps_high = 0.2  # PPO clip upper range (DAPO clip-higher: 0.28)
-  c.rl.beta = 0.1  # k3 KL coefficient towards the reference (0 skips the reference pass)
-  c.rl.kl_estimator = 'k3'  # k1 | k2 | k3
-  c.rl.aggregation = 'seq_mean_token_mean'  # seq_mean_token_mean | token_mean
-  c.rl.entropy_coef = 0.0  # entropy bonus coefficient
+  # Importance ratio and surrogate (rl.ratios, rl.surrogates).
+  c.rl.ratio_level = 'token'  # token | sequence (GSPO) | sequence_token (GSPO-token)
+  c.rl.surrogate = 'ppo_clip'  # ppo_clip | unclipped | cispo | sapo | gpg
+  c.rl.eps_low = 0.2  # ppo_clip / cispo: clip range below 1
+  c.rl.eps_high = 0.2  # ppo_clip / cispo: clip range above 1 (DAPO clip-higher: 0.28)
+  c.rl.dual_clip = 0.0  # ppo_clip: dual-clip constant c > 1 for A < 0 (verl: 3); 0 = off
+  c.rl.sapo_tau_pos = 1.0  # sapo: gate temperature for A > 0
+  c.rl.sapo_tau_neg = 1.05  # sapo: gate temperature for A <= 0
+  # Aggregation (rl.aggregation).
+  c.rl.aggregation = 'seq_mean_token_mean'  # seq_mean_token_mean | token_mean | seq_mean_token_sum(_norm)
+  c.rl.aggregation_constant = 0.0  # seq_mean_token_sum_norm: constant length L (0 = rollout.max_new_tokens)
+  # KL towards the reference (rl.kl).
+  c.rl.beta = 0.1  # KL coefficient towards the reference (0 skips the reference pass)
+  c.rl.kl_estimator = 'k3'  # k1 | k2 | k3 | k1+ | k3+ (straight-through: value of k1/k3, gradient of k2)
+  c.rl.kl_placement = 'loss'  # loss | reward (not wired in train.py yet)
+  c.rl.beta_schedule = 'constant'  # constant | linear | cosine (not wired in train.py yet)
+  c.rl.beta_final = 0.0  # beta at the end of a non-constant schedule
+  c.rl.beta_schedule_steps = 0  # length of a non-constant schedule, in RL steps
+  c.rl.kl_group_factor = 'none'  # none | akf_mean_reward (UNVERIFIED GuirlVG AKF; not wired yet)
+  c.rl.kl_group_factor_scale = 1.0  # akf_mean_reward: exp(scale * (group mean - batch mean reward))
+  c.rl.entropy_coef = 0.0  # entropy bonus coefficient (negative: entropy minimisation)
+  # Loss weights (rl.weights).
+  c.rl.token_weighting = 'none'  # none | tw_grpo (intra-group divergence position weights)
+  c.rl.tw_alpha = 1.4  # tw_grpo: maximum weight (TW-GRPO script: 1.7)
+  c.rl.tw_stop_gradient = True  # tw_grpo: detach the weights (the TW-GRPO code does not)
+  c.rl.tw_chunk_size = 4096  # tw_grpo: vocabulary chunk of the weight computation
+  c.rl.difficulty_weight = 'none'  # none | exp | power | log (UniVG-R1 group-IoU weight; not wired yet)
+  c.rl.difficulty_power = 1.0  # power: exponent w of (1.05 - mIoU)^w
+  c.rl.is_correction = 'none'  # none | token_truncate | token_mask | sequence_truncate | sequence_mask
+  c.rl.is_cap_min = 0.0  # IS correction: C_min of the sampler -> trainer weight
+  c.rl.is_cap_max = 3.0  # IS correction: C_max (TRL: 3)
+  # Token selection (rl.masks).
+  c.rl.mask_truncated_completions = False  # drop completions without EOS from the loss (not wired yet)
+  c.rl.top_entropy_quantile = 1.0  # keep the top-q fraction of tokens by entropy (1 = all; paper: 0.2)
 
   c.optim = config_dict.ConfigDict()
   c.optim.learning_rate = 3e-4  # peak learning rate of the RL stage

@@ -15,9 +15,9 @@ from ml_collections import config_dict
 from rl_reason.models import config as model_config
 from rl_reason.optim import OptimConfig
 from rl_reason.parallel.sharding import MeshConfig
-from rl_reason.rl.advantages import ADVANTAGE_ESTIMATORS
-from rl_reason.rl.losses import LossConfig
-from rl_reason.tasks.jigsaw import JigsawConfig
+from rl_reason.rl.advantages import ADVANTAGE_ESTIMATORS, PER_REWARD_ESTIMATORS
+from rl_reason.rl.losses import NONE as _NONE, LossConfig
+from rl_reason import tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,8 @@ class ModelSection:
   path: str = ''
   dtype: str = 'float32'
   param_dtype: str = 'float32'
+  scan_layers: bool = False  # decoder layers stacked under jax.lax.scan (ModelConfig.scan_layers)
+  remat: str = 'none'  # decoder-layer rematerialisation policy (ModelConfig.remat; models.config.REMAT)
 
   def __post_init__(self):
     if self.path:
@@ -39,6 +41,23 @@ class ModelSection:
     for name in ('dtype', 'param_dtype'):
       if getattr(self, name) not in ('float32', 'bfloat16'):
         raise ValueError(f'model.{name} must be float32 or bfloat16, got {getattr(self, name)!r}')
+    if self.remat not in model_config.REMAT:
+      raise ValueError(f'model.remat {self.remat!r} unknown; valid: {list(model_config.REMAT)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardExecConfig:
+  """How rewards run: in this process (workers = 0) or in a pool; per-evaluation time limit."""
+
+  weights: Any = None  # popped before building; listed so that the error message names it
+  workers: int = 0
+  timeout_s: float = 10.0
+
+  def __post_init__(self):
+    if self.workers < 0:
+      raise ValueError(f'reward.workers must be >= 0, got {self.workers}')
+    if self.timeout_s <= 0:
+      raise ValueError(f'reward.timeout_s must be > 0, got {self.timeout_s}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +68,8 @@ class RolloutConfig:
   temperature: float = 1.0
   top_k: int = 0
   top_p: float = 1.0
+  min_p: float = 0.0
+  cache_dtype: str = ''
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256)
 
   def __post_init__(self):
@@ -57,6 +78,9 @@ class RolloutConfig:
     if self.batch_size < 1 or self.batch_size % self.num_generations:
       raise ValueError(f'rollout.batch_size {self.batch_size} is not divisible by the group size '
                        f'rollout.num_generations {self.num_generations}')
+    if self.cache_dtype not in ('', 'float32', 'bfloat16'):
+      raise ValueError(f"rollout.cache_dtype must be '' (the model's dtype), float32 or bfloat16, "
+                       f'got {self.cache_dtype!r}')
     if self.max_new_tokens < 1:
       raise ValueError(f'rollout.max_new_tokens must be >= 1, got {self.max_new_tokens}')
     if not self.prompt_buckets or list(self.prompt_buckets) != sorted(self.prompt_buckets):
@@ -69,15 +93,44 @@ class RolloutConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-  advantage: str = 'grpo'
-  advantage_eps: float = 1e-4
-  num_iterations: int = 1
+  """The `rl` section minus the loss options (those become the LossConfig, rl_reason.rl.losses)."""
+
+  advantage: str = 'grpo'  # a name in rl_reason.rl.advantages.ADVANTAGE_ESTIMATORS
+  advantage_eps: float = 1e-4  # std epsilon of the estimators that divide by a std
+  num_iterations: int = 1  # mu: updates per rollout batch
 
   def __post_init__(self):
     if self.advantage not in ADVANTAGE_ESTIMATORS:
       raise ValueError(f'rl.advantage {self.advantage!r} unknown; valid: {sorted(ADVANTAGE_ESTIMATORS)}')
+    if self.advantage_eps < 0:
+      raise ValueError(f'rl.advantage_eps must be >= 0, got {self.advantage_eps}')
     if self.num_iterations < 1:
       raise ValueError(f'rl.num_iterations must be >= 1, got {self.num_iterations}')
+
+
+# Options rl_reason.rl implements but the training loop (train.py) does not feed yet: choosing one
+# is an error until train.py passes what the last column names (rl/learner.py lists the batch keys).
+_NOT_WIRED: tuple[tuple[str, Any, str], ...] = (
+    ('advantage', lambda rl, loss: rl.advantage in PER_REWARD_ESTIMATORS,
+     'per-reward columns [B, R] (and their weights) to the advantage estimator'),
+    ('kl_placement', lambda rl, loss: loss.beta > 0 and loss.kl_placement == 'reward',
+     'reference log-probs before the advantages, and rewards passed through kl.kl_penalized_rewards'),
+    ('beta_schedule', lambda rl, loss: loss.beta_schedule != 'constant', "the training step as batch['step']"),
+    ('kl_group_factor', lambda rl, loss: loss.kl_group_factor != _NONE, "the rewards [B] as batch['rewards']"),
+    ('difficulty_weight', lambda rl, loss: loss.difficulty_weight != _NONE,
+     "a per-completion IoU reward [B] as batch['iou']"),
+    ('mask_truncated_completions', lambda rl, loss: loss.mask_truncated_completions,
+     "the sampler's `finished` flags as batch['truncated'] = ~finished"),
+)
+
+
+def check_loop_support(rl: RLConfig, loss: LossConfig) -> None:
+  """Refuses the rl options the training loop cannot feed yet (instead of silently ignoring them)."""
+  for name, chosen, needs in _NOT_WIRED:
+    if chosen(rl, loss):
+      value = getattr(rl, name) if hasattr(rl, name) else getattr(loss, name)
+      raise ValueError(f'rl.{name}={value!r} is implemented in rl_reason.rl but the training loop does not '
+                       f'provide {needs} yet')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +170,10 @@ class TrainConfig:
 class RunConfig:
   seed: int
   model: ModelSection
-  task: JigsawConfig
-  reward_weights: tuple[tuple[str, float], ...]
+  task_name: str
+  task: Any  # the registered task's frozen config dataclass
+  reward_weights: tuple[tuple[str, float], ...]  # () = the task's own rewards and weights
+  reward_exec: 'RewardExecConfig'
   rollout: RolloutConfig
   rl: RLConfig
   loss: LossConfig
@@ -146,7 +201,7 @@ def _build(cls, values: dict[str, Any], section: str):
 
 
 _SECTIONS = ('seed', 'model', 'task', 'reward', 'rollout', 'rl', 'optim', 'warmup', 'train', 'mesh')
-_LOSS_KEYS = ('eps_low', 'eps_high', 'beta', 'kl_estimator', 'aggregation', 'entropy_coef')
+_LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LossConfig))
 
 
 def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
@@ -159,27 +214,33 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
   if missing:
     raise ValueError(f'config lacks sections {missing}')
   task = dict(raw['task'])
-  if task.pop('name', 'jigsaw') != 'jigsaw':
-    raise ValueError(f'task.name {raw["task"]["name"]!r} unknown; valid: [\'jigsaw\']')
+  task_name = task.pop('name', 'jigsaw')
+  if task_name not in tasks.names():
+    raise ValueError(f'task.name {task_name!r} unknown; valid: {tasks.names()}')
   rl = dict(raw['rl'])
+  unknown = sorted(set(rl) - {f.name for f in dataclasses.fields(RLConfig)} - set(_LOSS_KEYS))
+  if unknown:
+    raise ValueError(f'unknown config key(s) {", ".join(f"rl.{k}" for k in unknown)}; valid keys of rl: '
+                     f'{sorted({f.name for f in dataclasses.fields(RLConfig)} | set(_LOSS_KEYS))}')
   loss = {k: rl.pop(k) for k in _LOSS_KEYS if k in rl}
   reward = dict(raw['reward'])
   weights = reward.pop('weights', {})
-  if reward:
-    raise ValueError(f'unknown config keys reward.{sorted(reward)}; valid keys of reward: [\'weights\']')
-  if not weights:
-    raise ValueError('reward.weights is empty: name at least one registered reward')
+  reward_exec = _build(RewardExecConfig, reward, 'reward')
+  rl_cfg, loss_cfg = _build(RLConfig, rl, 'rl'), _build(LossConfig, loss, 'rl')
+  check_loop_support(rl_cfg, loss_cfg)
   optim = dict(raw['optim'])
   if optim.get('total_steps', 0) == 0:
     optim['total_steps'] = raw['train']['steps']
   return RunConfig(
       seed=int(raw['seed']),
       model=_build(ModelSection, raw['model'], 'model'),
-      task=_build(JigsawConfig, task, 'task'),
+      task_name=task_name,
+      task=_build(tasks.config_class(task_name), task, 'task'),
       reward_weights=tuple(sorted((str(k), float(v)) for k, v in weights.items())),
+      reward_exec=reward_exec,
       rollout=_build(RolloutConfig, raw['rollout'], 'rollout'),
-      rl=_build(RLConfig, rl, 'rl'),
-      loss=_build(LossConfig, loss, 'rl'),
+      rl=rl_cfg,
+      loss=loss_cfg,
       optim=_build(OptimConfig, optim, 'optim'),
       warmup=_build(WarmupConfig, raw['warmup'], 'warmup'),
       train=_build(TrainConfig, raw['train'], 'train'),

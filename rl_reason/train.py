@@ -24,19 +24,16 @@ from absl import logging
 from flax import nnx
 from ml_collections import config_dict
 
-from rl_reason import checkpoint, metrics, models, optim, rewards, run_config
+from rl_reason import checkpoint, metrics, models, optim, rewards, run_config, tasks
 from rl_reason.data import image_processor, pipeline, tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
 from rl_reason.rl import learner as learner_lib
 from rl_reason.sampling import Sampler, SamplingConfig
-from rl_reason.tasks import jigsaw
 
 # Config keys whose change makes a checkpoint in the workdir unusable for this run.
 COMPATIBILITY_KEYS = ('seed', 'model', 'task', 'rollout.batch_size', 'rollout.num_generations')
-# Rewards logged (never trained on) for every task of this family.
-LOGGED_REWARDS = ('jigsaw_solved',)
 TIME_KEYS = ('time_sample', 'time_reward', 'time_update', 'time_step')
 
 
@@ -73,17 +70,16 @@ class Trainer:
     self.model_cfg = model.cfg
     special = tokenizer_lib.special_ids(self.tokenizer)
     self.pad_id, self.eos_id = special['pad_id'], special['eos_id']
-    vision = self.model_cfg.vision
-    image_cfg = image_processor.ImageProcessorConfig(
-        patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
-        merge_size=vision.spatial_merge_size, min_pixels=(vision.patch_size * vision.spatial_merge_size)**2,
-        max_pixels=4 * cfg.task.image_size[0] * cfg.task.image_size[1]) if vision else None
-    self.task = jigsaw.JigsawTask(cfg.task)
-    self.reward_weights = dict(cfg.reward_weights)
-    for name in self.reward_weights:
+    self.task = tasks.get(cfg.task_name, cfg.task)
+    # reward.weights = {} takes the task's published rewards and weights.
+    self.reward_weights = dict(cfg.reward_weights) or dict(zip(self.task.reward_names, self.task.reward_weights))
+    # Summary metrics (solve rate, accuracy, format rate) by reward; logged, trained on only if weighted.
+    self.metric_rewards = dict(getattr(self.task, 'metric_rewards', None) or {'accuracy': next(iter(self.reward_weights))})
+    for name in {**self.reward_weights, **{r: 0 for r in self.metric_rewards.values()}}:
       rewards.get(name)  # unknown reward names fail here, at start-up
     probe = self.task.example(0)
-    rewards.check_meta(list(self.reward_weights) + list(LOGGED_REWARDS), probe['meta'])
+    rewards.check_meta(list(self.reward_weights) + list(self.metric_rewards.values()), probe['meta'])
+    image_cfg = self._image_config(probe)
     encoder = pipeline.PromptEncoder(self.tokenizer, self.model_cfg, image_cfg, cfg.rollout.prompt_buckets)
     stream = lambda split, batch: pipeline.PromptStream(
         self.task.example, encoder, seed=cfg.seed, split=split, global_batch=batch,
@@ -110,11 +106,13 @@ class Trainer:
     self.learner = learner_lib.Learner(self.graphdef, self.rl_tx, self.sft_tx, settings,
                                        param_shardings=self.param_shardings, opt_shardings=self.opt_shardings,
                                        replicated=self.replicated)
-    self.sampler = Sampler(self.graphdef)
+    self.sampler = Sampler(self.graphdef, mesh=self.mesh, rules=cfg.mesh.rules)
     self.sampling = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-                                   top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, eos_token_ids=(self.eos_id,),
+                                   top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, min_p=cfg.rollout.min_p,
+                                   cache_dtype=cfg.rollout.cache_dtype or None, eos_token_ids=(self.eos_id,),
                                    pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations)
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
+                                 cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
     self.base_key = jax.device_put(jax.random.key(cfg.seed), self.replicated)
     self.state = dict(params=params, opt_state=opt_state,
@@ -123,6 +121,20 @@ class Trainer:
     self.checkpointer = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                                 keep=cfg.train.keep_checkpoints)
     self.advantage_fn = advantages_lib.get_advantage_fn(cfg.rl.advantage)
+
+  def _image_config(self, probe: dict[str, Any]) -> image_processor.ImageProcessorConfig | None:
+    """Qwen2-VL preprocessing for the model's vision tower; None for text-only models."""
+    vision = self.model_cfg.vision
+    if vision is None:
+      if probe['images']:
+        raise ValueError(f'task {self.cfg.task_name!r} produces images but the model has no vision tower')
+      return None
+    # Room for images up to twice the task's side lengths (the processor resizes, never crops).
+    pixels = max([image.shape[0] * image.shape[1] for image in probe['images']] or [1])
+    return image_processor.ImageProcessorConfig(
+        patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
+        merge_size=vision.spatial_merge_size, min_pixels=(vision.patch_size * vision.spatial_merge_size)**2,
+        max_pixels=4 * pixels)
 
   def _build_model(self) -> models.Model:
     """The tokenizer and the model: a Hugging Face checkpoint directory, or a preset from random init."""
@@ -191,9 +203,10 @@ class Trainer:
 
   def score(self, texts: list[str], metas: list[dict]) -> dict[str, np.ndarray]:
     weights = dict(self.reward_weights)
-    for name in LOGGED_REWARDS:
+    for name in self.metric_rewards.values():
       weights.setdefault(name, 0.0)
-    return rewards.score_batch(texts, metas, weights)
+    return rewards.score_batch(texts, metas, weights, workers=self.cfg.reward_exec.workers,
+                               timeout_s=self.cfg.reward_exec.timeout_s)
 
   def warmup(self) -> None:
     """Supervised steps on random valid answers: the format is learned, the answers are not."""
@@ -223,10 +236,13 @@ class Trainer:
     out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), self.base_key, self.greedy)
     tokens, lengths = _host(out.tokens), _host(out.lengths)
     scores = self.score(self.decode(tokens, lengths), [e['meta'] for e in batch.examples])
-    return {'eval_solve_rate': float(np.nanmean(scores['jigsaw_solved'])),
-            'eval_accuracy': float(np.nanmean(scores['jigsaw_grid'])) if 'jigsaw_grid' in scores else float('nan'),
-            'eval_format_rate': float(np.nanmean(scores['jigsaw_format'])) if 'jigsaw_format' in scores else float('nan'),
+    return {**{f'eval_{k}': v for k, v in self._summary(scores).items()},
             'eval_reward_mean': float(np.nanmean(scores['total']))}
+
+  def _summary(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """The task's summary metrics (solve_rate, accuracy, format_rate, ...) from reward columns."""
+    return {metric: float(np.nanmean(scores[name])) if np.isfinite(scores[name]).any() else float('nan')
+            for metric, name in self.metric_rewards.items()}
 
   def rl_step(self) -> tuple[dict[str, float], list[str]]:
     cfg = self.cfg
@@ -259,12 +275,12 @@ class Trainer:
     t3 = time.perf_counter()
     row = {
         'reward_mean': float(total.mean()), 'reward_std': float(total.std()),
-        'solve_rate': float(np.nanmean(scores['jigsaw_solved'])),
-        'format_rate': float(np.nanmean(scores['jigsaw_format'])) if 'jigsaw_format' in scores else float('nan'),
-        'accuracy': float(np.nanmean(scores['jigsaw_grid'])) if 'jigsaw_grid' in scores else float('nan'),
+        **self._summary(scores),
         'reward_failures': float(scores.get('failures', 0)),
+        **rewards.batch_metrics(scores),  # every reward and sub-score, failure and timeout counts
         'frac_reward_zero_std': float((group_std < 1e-8).mean()),
         'completion_length': float(lengths.mean()), 'truncated_rate': float(1 - finished.mean()),
+        'sampler_compilations': self.sampler.compilations,  # bounded by the prompt buckets
         'time_sample': t1 - t0, 'time_reward': t2 - t1, 'time_update': t3 - t2, 'time_step': t3 - t0,
         **update,
     }
@@ -293,7 +309,7 @@ class Trainer:
         self.step += 1
         if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
           writer.write(self.step, row)
-        bar.update(self.step, {k: row[k] for k in ('reward_mean', 'solve_rate', 'format_rate', 'kl')})
+        bar.update(self.step, {k: row[k] for k in ('reward_mean', *self.metric_rewards, 'kl')})
         if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
           writer.write_texts(self.step, texts[:4])
         if (cfg.train.eval_every and self.step % cfg.train.eval_every == 0) or self.step == cfg.train.steps:

@@ -12,6 +12,7 @@ from rl_reason.models import config as model_config
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import learner as learner_lib
 from rl_reason.rl import losses
+from rl_reason.rl import weights
 
 IMAGE, GROUPS = 60, 2
 
@@ -46,7 +47,7 @@ def _batch(cfg, prompts=4, new_tokens=5, seed=0, return_pixels=False):
   return (batch, pixels) if return_pixels else batch
 
 
-def _run_updates(mesh, steps=2):
+def _run_updates(mesh, steps=2, loss=losses.LossConfig(beta=0.05)):
   cfg = _cfg()
   graphdef, params = nnx.split(models.create(cfg, seed=0))
   param_shardings = shd.state_shardings(params, mesh)
@@ -54,7 +55,7 @@ def _run_updates(mesh, steps=2):
   tx = optax.adam(1e-2)
   opt_shardings = shd.optimizer_shardings(tx, params, param_shardings, mesh)
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
-  settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=1.0, loss=losses.LossConfig(beta=0.05))
+  settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=1.0, loss=loss)
   learner = learner_lib.Learner(graphdef, tx, tx, settings, param_shardings=param_shardings,
                                 opt_shardings=opt_shardings, replicated=shd.replicated(mesh))
   ref = jax.tree.map(lambda x: x + 0.01, params)
@@ -67,11 +68,20 @@ def _run_updates(mesh, steps=2):
   return jax.device_get(params), all_metrics
 
 
-def test_sharded_update_equals_single_device():
+# The default loss, and the options computed inside the update (chunked TW-GRPO weights from the
+# vocab-sharded logits, the global entropy quantile, the global token count of token_mean).
+SHARDED_LOSSES = [losses.LossConfig(beta=0.05),
+                  losses.LossConfig(beta=0.05, kl_estimator='k3+', eps_high=0.28, dual_clip=3.0,
+                                    aggregation='token_mean', token_weighting='tw_grpo', tw_alpha=1.7,
+                                    tw_chunk_size=24, top_entropy_quantile=0.5)]
+
+
+@pytest.mark.parametrize('loss', SHARDED_LOSSES, ids=['default', 'variants'])
+def test_sharded_update_equals_single_device(loss):
   assert jax.device_count() == 8
-  single, single_metrics = _run_updates(shd.make_mesh(shd.MeshConfig(data=1), jax.devices()[:1]))
+  single, single_metrics = _run_updates(shd.make_mesh(shd.MeshConfig(data=1), jax.devices()[:1]), loss=loss)
   sharded_mesh = shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2))
-  sharded, sharded_metrics = _run_updates(sharded_mesh)
+  sharded, sharded_metrics = _run_updates(sharded_mesh, loss=loss)
   for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(sharded)):
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
   np.testing.assert_allclose(single_metrics[-1]['loss'], sharded_metrics[-1]['loss'], rtol=1e-4, atol=1e-6)
@@ -120,6 +130,57 @@ def test_completion_logprobs_match_full_forward():
     logp = np.asarray(jax.nn.log_softmax(logits[prompt['input_ids'].shape[1] - 1:-1], -1))
     expected = np.take_along_axis(logp, batch['tokens'][row][:, None], -1)[:, 0]
     np.testing.assert_allclose(got[row], expected, atol=1e-5)
+
+
+def test_update_wires_the_loss_options_it_can_feed():
+  """TW-GRPO weights from the logits, sampler IS correction, top-entropy tokens: the jitted update's loss and
+  gradient equal policy_loss called by hand with the same inputs."""
+  cfg = _cfg()
+  graphdef, params = nnx.split(models.create(cfg, seed=1))
+  loss_cfg = losses.LossConfig(eps_high=0.28, dual_clip=3.0, beta=0.0, aggregation='token_mean',
+                               token_weighting='tw_grpo', tw_alpha=1.7, tw_chunk_size=24,
+                               is_correction='token_truncate', is_cap_max=2.0, top_entropy_quantile=0.5,
+                               entropy_coef=0.01)
+  settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=0.8, loss=loss_cfg)
+  batch = jax.tree.map(jnp.asarray, _batch(cfg, seed=4))
+  rng = np.random.RandomState(4)
+  learner = learner_lib.Learner(graphdef, optax.sgd(0.0), optax.sgd(0.0), settings)
+  batch['sampler_logprobs'] = learner.logprobs(params, batch) + jnp.asarray(rng.normal(0, 0.3, batch['tokens'].shape),
+                                                                           jnp.float32)
+
+  def by_hand(p):
+    logits = learner_lib.completion_logits(nnx.merge(graphdef, p), batch, GROUPS)
+    logp, entropy = learner_lib.token_logprobs(logits, batch['tokens'], settings.temperature)
+    token_weights = weights.tw_grpo_token_weights(logits, batch['completion_mask'], GROUPS, alpha=1.7, chunk_size=24,
+                                                  temperature=settings.temperature)
+    return losses.policy_loss(logp, jax.lax.stop_gradient(logp), None, batch['advantages'], batch['completion_mask'],
+                              loss_cfg, entropy=entropy, sampler_logprobs=batch['sampler_logprobs'],
+                              token_weights=token_weights)
+
+  (loss, expected), grads = jax.value_and_grad(by_hand, has_aux=True)(params)
+  _, _, metrics = learner.rl_update(params, optax.sgd(0.0).init(params), batch)
+  np.testing.assert_allclose(float(metrics['loss']), float(loss), rtol=1e-5)
+  np.testing.assert_allclose(float(metrics['grad_norm']), float(optax.tree.norm(grads)), rtol=1e-4)
+  for key in ('token_weight_mean', 'is_weight_mean', 'entropy_kept_frac', 'sampler_logprob_diff_mean', 'entropy'):
+    np.testing.assert_allclose(float(metrics[key]), float(expected[key]), rtol=1e-5, err_msg=key)
+  assert 0 < float(metrics['entropy_kept_frac']) < 1 and float(metrics['is_weight_max']) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize('option,key', [
+    (dict(mask_truncated_completions=True), 'truncated'),
+    (dict(difficulty_weight='exp'), 'iou'),
+    (dict(kl_group_factor='akf_mean_reward'), 'rewards'),
+    (dict(beta_schedule='linear', beta_schedule_steps=10), 'step'),
+])
+def test_update_names_the_batch_input_an_option_needs(option, key):
+  cfg = _cfg()
+  graphdef, params = nnx.split(models.create(cfg, seed=0))
+  settings = learner_lib.LearnerSettings(groups=GROUPS, temperature=1.0, loss=losses.LossConfig(beta=0.1, **option))
+  learner = learner_lib.Learner(graphdef, optax.sgd(0.0), optax.sgd(0.0), settings)
+  batch = jax.tree.map(jnp.asarray, _batch(cfg))
+  batch['ref_logprobs'] = jnp.zeros(batch['tokens'].shape)
+  with pytest.raises(ValueError, match=f"needs batch\\['{key}'\\]"):
+    learner.rl_update(params, optax.sgd(0.0).init(params), batch)
 
 
 @pytest.mark.parametrize('batch_size', [6])

@@ -51,6 +51,10 @@ class PromptEncoder:
         processed = image_processor.preprocess(example['images'], self.image_cfg)
         images.append(processed)
         grids = [tuple(g) for g in processed['image_grid_thw']]
+        # Coordinate rewards rescale answers given in the resized frame (W, H) of the first image.
+        _, grid_h, grid_w = grids[0]
+        example['meta']['resized_size'] = [int(grid_w) * self.image_cfg.patch_size,
+                                           int(grid_h) * self.image_cfg.patch_size]
       merge = self.image_cfg.merge_size if self.image_cfg else 1
       sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge))
     length = processor.bucket_length(max(map(len, sequences)), self.buckets)

@@ -6,7 +6,11 @@ V vocab.
 A batch is a dict of arrays:
   prompt:          input_ids [P, T], attention_mask [P, T], positions [3, P, T], vision (optional)
   tokens:          [B, N] completion tokens;  completion_mask [B, N] 1 up to and including EOS
-  advantages:      [B];  old_logprobs / ref_logprobs [B, N] (optional)
+  advantages:      [B];  old_logprobs / ref_logprobs / sampler_logprobs [B, N] (optional)
+Inputs that only some loss options read (a missing one is a clear error when the option is on):
+  truncated [B] bool (mask_truncated_completions), iou [B] (difficulty_weight), rewards [B]
+  (kl_group_factor), step [] int (non-constant beta_schedule); num_tokens / num_sequences []
+  (optional global normalisers of the aggregation when an optimiser batch is split).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import optax
 from flax import nnx
 
 from rl_reason.models.model import Model
+from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import losses
+from rl_reason.rl import weights as weights_lib
 
 
 def _repeat_rows(x: jax.Array, groups: int, axis: int = 0) -> jax.Array:
@@ -65,6 +71,37 @@ def _masked_mean(x, mask):
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def _batch_input(batch: dict[str, Any], key: str, option: str) -> jax.Array:
+  if key not in batch:
+    raise ValueError(f'the loss option {option} needs batch[{key!r}], which the caller did not provide')
+  return batch[key]
+
+
+def loss_inputs(logits: jax.Array, batch: dict[str, Any], settings: 'LearnerSettings') -> dict[str, Any]:
+  """The optional keyword inputs of losses.policy_loss that `settings.loss` asks for, from logits and batch."""
+  cfg = settings.loss
+  mask = batch['completion_mask']
+  inputs: dict[str, Any] = {'sampler_logprobs': batch.get('sampler_logprobs'),
+                            'num_tokens': batch.get('num_tokens'), 'num_sequences': batch.get('num_sequences')}
+  if cfg.token_weighting == 'tw_grpo':
+    inputs['token_weights'] = weights_lib.tw_grpo_token_weights(
+        logits, mask, settings.groups, alpha=cfg.tw_alpha, chunk_size=cfg.tw_chunk_size,
+        temperature=settings.temperature, stop_gradient=cfg.tw_stop_gradient)
+  if cfg.difficulty_weight != losses.NONE:
+    inputs['sequence_weights'] = weights_lib.difficulty_weights(
+        _batch_input(batch, 'iou', f'difficulty_weight={cfg.difficulty_weight!r}'), settings.groups,
+        cfg.difficulty_weight, cfg.difficulty_power)
+  if cfg.kl_group_factor != losses.NONE:
+    inputs['kl_factor'] = kl_lib.KL_GROUP_FACTORS[cfg.kl_group_factor](
+        _batch_input(batch, 'rewards', f'kl_group_factor={cfg.kl_group_factor!r}'), settings.groups,
+        cfg.kl_group_factor_scale)
+  if cfg.mask_truncated_completions:
+    inputs['truncated'] = _batch_input(batch, 'truncated', 'mask_truncated_completions')
+  if cfg.beta_schedule != 'constant':
+    inputs['step'] = _batch_input(batch, 'step', f'beta_schedule={cfg.beta_schedule!r}')
+  return inputs
+
+
 @dataclasses.dataclass(frozen=True)
 class LearnerSettings:
   """Static settings of the update (hashable)."""
@@ -94,12 +131,9 @@ class Learner:
       logp, entropy = token_logprobs(logits, batch['tokens'], settings.temperature)
       # mu = 1: the behaviour policy is the current one; the ratio is 1 in value, not in gradient.
       old = batch['old_logprobs'] if 'old_logprobs' in batch else jax.lax.stop_gradient(logp)
-      loss, metrics = losses.policy_loss(logp, old, batch.get('ref_logprobs'), batch['advantages'],
-                                         batch['completion_mask'], settings.loss, entropy=entropy)
-      metrics['entropy'] = jax.lax.stop_gradient(_masked_mean(entropy, batch['completion_mask']))
-      metrics['sampler_logprob_diff_mean'] = jax.lax.stop_gradient(_masked_mean(
-          jnp.abs(logp - batch['sampler_logprobs']), batch['completion_mask'])) if 'sampler_logprobs' in batch else 0.0
-      return loss, metrics
+      return losses.policy_loss(logp, old, batch.get('ref_logprobs'), batch['advantages'],
+                                batch['completion_mask'], settings.loss, entropy=entropy,
+                                **loss_inputs(logits, batch, settings))
 
     def sft_loss(params, batch):
       logits = completion_logits(nnx.merge(graphdef, params), batch, 1)

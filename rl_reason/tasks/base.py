@@ -31,6 +31,10 @@ class Task(Protocol):
     reward_names: the rewards (registry names of `rl_reason.rewards`) that score this task in
       the paper it reproduces, for the current config (e.g. think vs no-think).
     reward_weights: their weights in the total, aligned with `reward_names`.
+
+  Optional: `metric_rewards` ({metric: reward name}, e.g. {'solve_rate': 'jigsaw_solved'}): the
+  summary metrics the training loop logs every step and at evaluation; without it the loop logs
+  `accuracy` = the first reward.
   """
 
   name: str

@@ -400,6 +400,15 @@ class JigsawTask:
   def reward_weights(self) -> tuple[float, ...]:
     return (1.0, 0.5)
 
+  @property
+  def metric_rewards(self) -> dict[str, str]:
+    """Summary metrics the loop logs (and evaluates) by name: metric -> reward."""
+    accuracy, form = self.reward_names
+    metrics = {'accuracy': accuracy, 'format_rate': form}
+    if self.cfg.question_type == 'full':
+      metrics['solve_rate'] = 'jigsaw_solved'
+    return metrics
+
   def example(self, seed: int) -> dict[str, Any]:
     """A puzzle on a procedural image: {'prompt', 'images': [uint8 HxWx3], 'meta'} (module docstring)."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,39 @@
+"""DAPO's objective (Yu et al. 2025; verl recipe) on the tiny preset.
+
+  python -m rl_reason.main --config=configs/recipes/dapo.py --workdir=runs/dapo_tiny
+
+Published hyper-parameters (ALGORITHMS.md §1.14, PEERS_PYTORCH.md §2.3-2.4):
+  advantage   group-normalised (r - mean_g) / (std_g + eps), rewards +-1
+  surrogate   PPO clip-higher: eps_low = 0.2, eps_high = 0.28
+  KL          none (beta = 0: no reference model)
+  aggregation token-mean over all tokens of the optimiser batch: sum_{i,t} / sum_{i,t} m
+  rollout     512 prompts x 16 samples, mini-batch 32 (16 updates per rollout), lr 1e-6, temperature 1.0
+Not part of this config: dynamic sampling (drop groups with accuracy 0 or 1 and refill; a
+data/curriculum feature) and the soft overlong penalty (a reward); the loop does not split a
+rollout into mini-batches. Model-scale settings stay at the preset's values.
+"""
+
+import importlib.util
+import os
+
+from ml_collections import config_dict
+
+
+def _base(arg: str | None) -> config_dict.ConfigDict:
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'vlm_grpo.py')
+  spec = importlib.util.spec_from_file_location('vlm_grpo', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def get_config(arg: str | None = None) -> config_dict.ConfigDict:
+  c = _base(arg)
+  c.rl.advantage = 'grpo'
+  c.rl.ratio_level = 'token'
+  c.rl.surrogate = 'ppo_clip'
+  c.rl.eps_low = 0.2
+  c.rl.eps_high = 0.28
+  c.rl.beta = 0.0
+  c.rl.aggregation = 'token_mean'
+  return c
