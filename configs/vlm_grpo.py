@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
   c.rl = config_dict.ConfigDict()
   # Advantages and updates (rl_reason.rl.advantages).
-  c.rl.advantage = 'grpo'  # grpo | drgrpo | batch_std | rloo | reinforce_pp_baseline | passk (per-reward: not wired)
+  c.rl.advantage = 'grpo'  # grpo | drgrpo | batch_std | rloo | reinforce_pp_baseline | passk | normalize_then_sum | normalize_then_mean | gdpo (per-reward columns)
   c.rl.advantage_eps = 1e-4  # std epsilon (TRL: 1e-4)
   c.rl.num_iterations = 1  # mu: updates per rollout batch (1 = on-policy, old log-probs skipped)
   # Importance ratio and surrogate (rl.ratios, rl.surrogates).
@@ -73,11 +73,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # KL towards the reference (rl.kl).
   c.rl.beta = 0.1  # KL coefficient towards the reference (0 skips the reference pass)
   c.rl.kl_estimator = 'k3'  # k1 | k2 | k3 | k1+ | k3+ (straight-through: value of k1/k3, gradient of k2)
-  c.rl.kl_placement = 'loss'  # loss | reward (not wired in train.py yet)
-  c.rl.beta_schedule = 'constant'  # constant | linear | cosine (not wired in train.py yet)
+  c.rl.kl_placement = 'loss'  # loss | reward
+  c.rl.beta_schedule = 'constant'  # constant | linear | cosine
   c.rl.beta_final = 0.0  # beta at the end of a non-constant schedule
   c.rl.beta_schedule_steps = 0  # length of a non-constant schedule, in RL steps
-  c.rl.kl_group_factor = 'none'  # none | akf_mean_reward (UNVERIFIED GuirlVG AKF; not wired yet)
+  c.rl.kl_group_factor = 'none'  # none | akf_mean_reward (UNVERIFIED GuirlVG AKF)
   c.rl.kl_group_factor_scale = 1.0  # akf_mean_reward: exp(scale * (group mean - batch mean reward))
   c.rl.entropy_coef = 0.0  # entropy bonus coefficient (negative: entropy minimisation)
   # Loss weights (rl.weights).
@@ -91,7 +91,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.is_cap_min = 0.0  # IS correction: C_min of the sampler -> trainer weight
   c.rl.is_cap_max = 3.0  # IS correction: C_max (TRL: 3)
   # Token selection (rl.masks).
-  c.rl.mask_truncated_completions = False  # drop completions without EOS from the loss (not wired yet)
+  c.rl.mask_truncated_completions = False  # drop completions without EOS from the loss
   c.rl.top_entropy_quantile = 1.0  # keep the top-q fraction of tokens by entropy (1 = all; paper: 0.2)
 
   c.optim = config_dict.ConfigDict()

@@ -111,16 +111,11 @@ class RLConfig:
 # Options rl_reason.rl implements but the training loop (train.py) does not feed yet: choosing one
 # is an error until train.py passes what the last column names (rl/learner.py lists the batch keys).
 _NOT_WIRED: tuple[tuple[str, Any, str], ...] = (
-    ('advantage', lambda rl, loss: rl.advantage in PER_REWARD_ESTIMATORS,
-     'per-reward columns [B, R] (and their weights) to the advantage estimator'),
-    ('kl_placement', lambda rl, loss: loss.beta > 0 and loss.kl_placement == 'reward',
-     'reference log-probs before the advantages, and rewards passed through kl.kl_penalized_rewards'),
-    ('beta_schedule', lambda rl, loss: loss.beta_schedule != 'constant', "the training step as batch['step']"),
-    ('kl_group_factor', lambda rl, loss: loss.kl_group_factor != _NONE, "the rewards [B] as batch['rewards']"),
     ('difficulty_weight', lambda rl, loss: loss.difficulty_weight != _NONE,
      "a per-completion IoU reward [B] as batch['iou']"),
-    ('mask_truncated_completions', lambda rl, loss: loss.mask_truncated_completions,
-     "the sampler's `finished` flags as batch['truncated'] = ~finished"),
+    ('kl_placement', lambda rl, loss: (loss.beta > 0 and loss.kl_placement == 'reward'
+                                       and rl.advantage in PER_REWARD_ESTIMATORS),
+     'a KL-in-reward rule for per-reward advantage columns (use kl_placement=loss with them)'),
 )
 
 

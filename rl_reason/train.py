@@ -29,6 +29,7 @@ from rl_reason.data import image_processor, pipeline, tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
+from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import learner as learner_lib
 from rl_reason.sampling import Sampler, SamplingConfig
 
@@ -257,17 +258,22 @@ class Trainer:
     metas = [e['meta'] for e in batch.examples for _ in range(groups)]
     scores = self.score(texts, metas)
     total = np.nan_to_num(scores['total'], nan=0.0)
-    advantages = _host(self.advantage_fn(jnp.asarray(total, jnp.float32), groups, eps=cfg.rl.advantage_eps))
     group_std = total.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
+    loss_cfg = cfg.loss
     update_batch = shd.host_to_global(dict(prompt=batch.inputs, tokens=tokens,
                                   completion_mask=self._completion_arrays(tokens, lengths),
-                                  advantages=advantages.astype(np.float32),
-                                  sampler_logprobs=_host(out.logprobs)), self.mesh)
+                                  sampler_logprobs=_host(out.logprobs), rewards=total.astype(np.float32),
+                                  truncated=~finished.astype(bool)), self.mesh)
+    update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
     if self.state['ref_params'] is not None:
       update_batch['ref_logprobs'] = self.learner.logprobs(self.state['ref_params'], update_batch)
     if cfg.rl.num_iterations > 1:
       update_batch['old_logprobs'] = self.learner.logprobs(self.state['params'], update_batch)
+    if loss_cfg.beta > 0 and loss_cfg.kl_placement == 'reward':
+      # Advantages come from the KL-shaped rewards; the logged reward metrics stay the task's.
+      update_batch['rewards'] = self._kl_shaped_rewards(update_batch)
+    update_batch['advantages'] = self._advantages(scores, update_batch['rewards'])
     for _ in range(cfg.rl.num_iterations):
       self.state['params'], self.state['opt_state'], update = self.learner.rl_update(
           self.state['params'], self.state['opt_state'], update_batch)
@@ -285,6 +291,26 @@ class Trainer:
         **update,
     }
     return row, texts
+
+  def _kl_shaped_rewards(self, update_batch: dict[str, Any]) -> jax.Array:
+    """r - beta * sum_t KL(behaviour || reference) per completion (kl_placement = 'reward')."""
+    loss_cfg = self.cfg.loss
+    behaviour = update_batch.get('old_logprobs', update_batch['sampler_logprobs'])
+    beta = kl_lib.beta_at(loss_cfg.beta_schedule, loss_cfg.beta, loss_cfg.beta_final,
+                          loss_cfg.beta_schedule_steps, self.step)
+    return kl_lib.kl_penalized_rewards(update_batch['rewards'], behaviour, update_batch['ref_logprobs'],
+                                       update_batch['completion_mask'], beta, loss_cfg.kl_estimator)
+
+  def _advantages(self, scores: dict[str, np.ndarray], trained_rewards: jax.Array) -> jax.Array:
+    """Group advantages [B] from the (possibly KL-shaped) total, or from per-reward columns."""
+    cfg = self.cfg
+    groups, eps = cfg.rollout.num_generations, cfg.rl.advantage_eps
+    if cfg.rl.advantage in advantages_lib.PER_REWARD_ESTIMATORS:
+      _, columns, weights = rewards.reward_columns(scores, self.reward_weights)
+      local = self.advantage_fn(jnp.asarray(columns, jnp.float32), groups, eps=eps, weights=tuple(weights.tolist()))
+    else:
+      local = self.advantage_fn(jnp.asarray(_host(trained_rewards), jnp.float32), groups, eps=eps)
+    return shd.host_to_global({'advantages': _host(local).astype(np.float32)}, self.mesh)['advantages']
 
   # ---------------------------------------------------------------- the loop
   def run(self) -> list[dict[str, Any]]:

@@ -159,3 +159,30 @@ def test_trains_from_a_hugging_face_checkpoint_directory(tmp_path):
   with pytest.raises(ValueError, match='exclusive'):
     config.model.preset = 'tiny_vl'
     run_config.from_config_dict(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('rl', [
+    dict(advantage='gdpo'),
+    dict(kl_placement='reward', kl_estimator='k1'),
+    dict(beta_schedule='linear', beta_final=0.0, beta_schedule_steps=2, kl_group_factor='akf_mean_reward'),
+], ids=str)
+def test_loop_feeds_the_loss_options_that_need_rollout_data(rl, tmp_path):
+  config = _small_config(steps=2)
+  config.train.eval_every = 0
+  config.rl.update(rl)
+  rows = [r for r in train.run(config, str(tmp_path)) if 'reward_mean' in r]
+  assert [r['step'] for r in rows] == [1, 2]
+  assert all(np.isfinite(r['loss']) and np.isfinite(r['grad_norm']) for r in rows)
+
+
+@pytest.mark.slow
+def test_truncated_completions_are_masked_out_of_the_loss(tmp_path):
+  config = _small_config(steps=1)
+  config.train.eval_every = 0
+  config.rollout.max_new_tokens = 3  # shorter than any well-formed answer: every completion is truncated
+  config.rl.beta = 0.0
+  config.rl.mask_truncated_completions = True
+  row = [r for r in train.run(config, str(tmp_path)) if 'reward_mean' in r][0]
+  assert row['truncated_rate'] == 1.0
+  assert row['loss'] == 0.0 and row['grad_norm'] == 0.0
