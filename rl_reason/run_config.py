@@ -13,6 +13,7 @@ from typing import Any
 from ml_collections import config_dict
 
 from rl_reason.models import config as model_config
+from rl_reason.models import presets as model_presets
 from rl_reason.optim import OptimConfig
 from rl_reason.parallel.sharding import MeshConfig
 from rl_reason.rl.advantages import ADVANTAGE_ESTIMATORS, PER_REWARD_ESTIMATORS
@@ -31,9 +32,12 @@ class ModelSection:
 
   def __post_init__(self):
     if self.path:
-      if self.preset:
-        raise ValueError(f'model.path and model.preset are exclusive (the checkpoint\'s config.json defines '
-                         f'the model); set --config.model.preset= to use {self.path}')
+      # With a path the checkpoint's config.json defines the model; a published preset next to it
+      # is a check that the checkpoint has the architecture the recipe was tuned for.
+      if self.preset and self.preset not in model_presets.PUBLISHED:
+        raise ValueError(f'model.path is set, so model.preset must be empty or a published architecture '
+                         f'to check it against ({sorted(model_presets.PUBLISHED)}), got {self.preset!r}; '
+                         f'set --config.model.preset= to use {self.path}')
       if not os.path.exists(os.path.join(self.path, 'config.json')):
         raise ValueError(f'model.path {self.path} holds no config.json')
     elif self.preset not in model_config.PRESETS:

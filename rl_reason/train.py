@@ -48,6 +48,29 @@ def _unflat(template: Any, flat: dict[str, Any]) -> Any:
   return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in paths])
 
 
+# Config fields that base and instruct releases of one architecture may differ in.
+_NOT_ARCHITECTURE = ('max_position_embeddings',)
+
+
+def _check_matches_preset(loaded: models.ModelConfig, preset: str, path: str) -> None:
+  """The checkpoint at `path` must have the architecture of the published `preset`."""
+  expected = models.get_preset(preset)
+  differences = []
+  for part in ('text', 'vision'):
+    want, got = getattr(expected, part), getattr(loaded, part)
+    if want is None:
+      continue
+    if got is None:
+      differences.append(f'{part}: absent in config.json')
+      continue
+    differences += [f'{part}.{name}: config.json {getattr(got, name)!r}, preset {getattr(want, name)!r}'
+                    for name in want.__dataclass_fields__
+                    if name not in _NOT_ARCHITECTURE and getattr(got, name) != getattr(want, name)]
+  if differences:
+    raise ValueError(f'{path}/config.json is not the architecture of model.preset {preset!r}: '
+                     f'{"; ".join(differences[:6])} (set --config.model.preset= to train it anyway)')
+
+
 def _host(x) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
@@ -138,19 +161,29 @@ class Trainer:
         max_pixels=4 * pixels)
 
   def _build_model(self) -> models.Model:
-    """The tokenizer and the model: a Hugging Face checkpoint directory, or a preset from random init."""
+    """The tokenizer and the model: a Hugging Face checkpoint directory, or a tiny preset from random init.
+
+    A published preset (e.g. qwen2_5_vl_3b) names the architecture a recipe was tuned for; it
+    needs model.path, and the checkpoint's config.json must describe that architecture.
+    """
     section = self.cfg.model
+    layout = dict(scan_layers=section.scan_layers, remat=section.remat)
     if section.path:
       self.tokenizer = tokenizer_lib.load_tokenizer(section.path)
-      model = models.from_pretrained(section.path, dtype=section.param_dtype, mesh=self.mesh)
+      model = models.from_pretrained(section.path, dtype=section.param_dtype, mesh=self.mesh, **layout)
+      if section.preset:
+        _check_matches_preset(model.cfg, section.preset, section.path)
       model.cfg = model.cfg.replace(dtype=section.dtype)
       return model
+    if section.preset in models.presets.PUBLISHED:
+      raise ValueError(f'model.preset {section.preset!r} is a published checkpoint architecture: set '
+                       f'--config.model.path to its Hugging Face directory (weights and tokenizer)')
     self.tokenizer = tokenizer_lib.build_tiny_tokenizer()
     special = tokenizer_lib.special_ids(self.tokenizer)
     vocab = -(-len(self.tokenizer) // 64) * 64
     model_cfg = models.get_preset(section.preset, vocab_size=vocab, image_token_id=special['image_pad_id'],
                                   vision_start_token_id=special['vision_start_id'])
-    return models.create(model_cfg.replace(dtype=section.dtype, param_dtype=section.param_dtype),
+    return models.create(model_cfg.replace(dtype=section.dtype, param_dtype=section.param_dtype, **layout),
                          seed=self.cfg.seed)
 
   def _memory_estimate(self, params, opt_state) -> memory.MemoryEstimate:

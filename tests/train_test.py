@@ -156,9 +156,22 @@ def test_trains_from_a_hugging_face_checkpoint_directory(tmp_path):
   config.model.path = path
   rows = train.run(config, str(tmp_path / 'run'))
   assert [r['step'] for r in rows if 'reward_mean' in r] == [1, 2]
-  with pytest.raises(ValueError, match='exclusive'):
+  with pytest.raises(ValueError, match='must be empty or a published architecture'):
     config.model.preset = 'tiny_vl'
     run_config.from_config_dict(config)
+  # A published preset next to the path checks the architecture, naming the differing fields.
+  config.model.preset = 'qwen2_5_vl_3b'
+  with pytest.raises(ValueError, match=r"not the architecture of model.preset 'qwen2_5_vl_3b'.*hidden_size"):
+    train.run(config, str(tmp_path / 'run_preset'))
+  config.model.preset, config.model.path = 'qwen2_5_vl_3b', ''
+  with pytest.raises(ValueError, match='published checkpoint architecture.*model.path'):
+    train.run(config, str(tmp_path / 'run_no_path'))
+  # Scan over layers and remat are honoured when loading a checkpoint (stacked [L, ...] params).
+  config.model.preset, config.model.path = '', path
+  config.model.scan_layers, config.model.remat = True, 'full'
+  config.train.steps = 1
+  rows = train.run(config, str(tmp_path / 'run_scan'))
+  assert [r['step'] for r in rows if 'reward_mean' in r] == [1]
 
 
 @pytest.mark.slow
@@ -186,3 +199,14 @@ def test_truncated_completions_are_masked_out_of_the_loss(tmp_path):
   row = [r for r in train.run(config, str(tmp_path)) if 'reward_mean' in r][0]
   assert row['truncated_rate'] == 1.0
   assert row['loss'] == 0.0 and row['grad_norm'] == 0.0
+
+
+def test_model_layout_options_reach_the_model(tmp_path):
+  """model.scan_layers / model.remat are not accepted and ignored: the trainer's model carries them."""
+  config = _small_config()
+  config.model.scan_layers, config.model.remat = True, 'minimal'
+  cfg = run_config.from_config_dict(config)
+  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
+  assert trainer.model_cfg.scan_layers and trainer.model_cfg.remat == 'minimal'
+  down_proj = trainer.state['params']['decoder']['layers']['mlp']['down_proj']['kernel']
+  assert down_proj.shape[0] == trainer.model_cfg.text.num_hidden_layers  # stacked [L, F, D]

@@ -1,5 +1,8 @@
 """Model families (llama, qwen2, qwen3, qwen2_vl, qwen2_5_vl), presets and the public forward pass.
 
+Presets (PRESETS / get_preset): the tiny CPU model (config.py) and published checkpoints, each built
+from its own config.json (presets.py).
+
 `forward(model, input_ids, attention_mask, pixel_values=None, image_grid_thw=None)` takes exactly
 the numpy arrays the model's HF processor returns and gives logits [B, T, V].
 """
@@ -14,9 +17,10 @@ import numpy as np
 from flax import nnx
 
 from rl_reason.models import positions
+from rl_reason.models import presets  # registers the published-checkpoint presets
 from rl_reason.models.config import ModelConfig, TextConfig, VisionConfig, PRESETS, get_preset
-from rl_reason.models.hf import config_from_hf, from_pretrained, save_pretrained
-from rl_reason.models.model import Model, create, param_count
+from rl_reason.models.hf import config_from_hf, config_to_hf, from_pretrained, save_pretrained
+from rl_reason.models.model import Model, create, create_abstract, param_count
 
 
 def prepare_inputs(cfg: ModelConfig, input_ids, attention_mask, pixel_values=None,
@@ -71,4 +75,5 @@ def forward(model: Model, input_ids, attention_mask, *, pixel_values=None, image
 
 
 __all__ = ['Model', 'ModelConfig', 'TextConfig', 'VisionConfig', 'PRESETS', 'get_preset', 'create',
-           'config_from_hf', 'forward', 'from_pretrained', 'param_count', 'prepare_inputs', 'save_pretrained']
+           'create_abstract', 'config_from_hf', 'config_to_hf', 'forward', 'from_pretrained', 'param_count',
+           'prepare_inputs', 'save_pretrained']

@@ -5,7 +5,8 @@ config.json (which projections `attention_bias` covers, Qwen3's q/k norm, the Qw
 LayerNorm and plain MLP) is looked up by `model_type` in DECODER_FAMILIES / VISION_FAMILIES.
 The tiny preset is the real Qwen2.5-VL architecture (vision tower with window attention and a
 2x2 patch merger, Qwen2 decoder with GQA, qkv bias and multimodal rotary positions) at sizes
-that train on a laptop CPU.
+that train on a laptop CPU. The presets of published checkpoints (Qwen2.5, Qwen2.5-VL, Llama 3.1,
+Qwen3) are their config.json files, registered by presets.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any, Callable
 
 ACTIVATIONS = ('silu', 'gelu', 'gelu_pytorch_tanh', 'quick_gelu')  # HF hidden_act names (layers.ACTIVATIONS)
 LAYER_TYPES = ('full_attention', 'sliding_attention')  # HF layer_types entries
+# Rematerialisation of the decoder layers in the backward pass (decoder.REMAT_POLICIES maps the names
+# other than 'none' to jax.checkpoint policies): none (keep every activation) | full (keep only each
+# layer's input) | minimal (also keep matmuls against weights) | dots_saveable (also attention matmuls).
+REMAT = ('none', 'full', 'minimal', 'dots_saveable')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +242,8 @@ class ModelConfig:
   vision_start_token_id: int = 151652
   dtype: str = 'float32'  # compute dtype of activations: float32 | bfloat16
   param_dtype: str = 'float32'  # storage dtype of the (master) weights
+  scan_layers: bool = False  # decoder layers as one stacked module under jax.lax.scan (compile time flat in depth)
+  remat: str = 'none'  # decoder-layer rematerialisation in the backward pass (REMAT)
 
   def __post_init__(self):
     if self.vision is not None and self.text.model_type != 'qwen2':
@@ -247,6 +254,8 @@ class ModelConfig:
     for name in ('dtype', 'param_dtype'):
       if getattr(self, name) not in ('float32', 'bfloat16'):
         raise ValueError(f'{name} must be float32 or bfloat16, got {getattr(self, name)!r}')
+    if self.remat not in REMAT:
+      raise ValueError(f'remat {self.remat!r} is not supported; supported: {list(REMAT)}')
 
   @property
   def model_type(self) -> str:

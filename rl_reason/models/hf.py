@@ -11,6 +11,7 @@ text_config); a setting the models do not implement raises ValueError naming the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from safetensors.numpy import save_file
 
 from rl_reason.models import convert
 from rl_reason.models.config import ROPE_SCALING_KEYS, ModelConfig, RopeScaling, TextConfig, VisionConfig
-from rl_reason.models.model import DTYPES, Model
+from rl_reason.models.model import DTYPES, Model, create_abstract
 from rl_reason.parallel import sharding as shd
 
 _REQUIRED = object()
@@ -307,21 +308,49 @@ class SafetensorsDirectory(Mapping):
     return len(self._files)
 
 
-def from_pretrained(path: str, *, dtype: str = 'float32', mesh: jax.sharding.Mesh | None = None) -> Model:
-  """Loads a Hugging Face checkpoint directory; each tensor goes straight to its sharding."""
+@functools.lru_cache(maxsize=None)
+def _layer_writer(sharding: jax.sharding.NamedSharding):
+  """Jitted (stack [L, ...], layer [...], index) -> stack with stack[index] = layer, stack donated."""
+  return jax.jit(lambda stack, layer, index: jax.lax.dynamic_update_index_in_dim(stack, layer, index, 0),
+                 donate_argnums=0, out_shardings=sharding)
+
+
+def _place_stacked(read_layer: Callable[[int], np.ndarray], num_layers: int, sharding: jax.sharding.NamedSharding,
+                   dtype) -> jax.Array:
+  """Builds a [L, ...] parameter on device one layer at a time: host memory holds one layer's tensor."""
+  first = read_layer(0)
+  layer_sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*sharding.spec[1:]))
+  stack = jnp.zeros((num_layers, *first.shape), dtype, device=sharding)
+  write = _layer_writer(sharding)
+  for index in range(num_layers):
+    layer = first if index == 0 else read_layer(index)
+    stack = write(stack, jax.device_put(np.asarray(layer).astype(dtype), layer_sharding), index)
+  return stack
+
+
+def from_pretrained(path: str, *, dtype: str = 'float32', mesh: jax.sharding.Mesh | None = None,
+                    scan_layers: bool = False, remat: str = 'none') -> Model:
+  """Loads a Hugging Face checkpoint directory; each tensor goes straight to its sharding.
+
+  scan_layers / remat: ModelConfig fields (not part of config.json). With scan_layers the decoder
+  parameters are stacked [L, ...] on device one layer at a time.
+  """
   config_path = os.path.join(path, 'config.json')
   if not os.path.exists(config_path):
     raise FileNotFoundError(f'{path}: no config.json')
   with open(config_path) as f:
-    cfg = config_from_hf(json.load(f), where=config_path).replace(dtype=dtype, param_dtype=dtype)
+    cfg = config_from_hf(json.load(f), where=config_path).replace(dtype=dtype, param_dtype=dtype,
+                                                                   scan_layers=scan_layers, remat=remat)
   tensors = SafetensorsDirectory(path)
-  model = nnx.eval_shape(lambda: Model(cfg, rngs=nnx.Rngs(0)))  # shapes only: no random init
+  model = create_abstract(cfg)  # shapes only: no random init
   mesh = mesh or shd.make_mesh(shd.MeshConfig(data=1), jax.devices()[:1])
   shardings = {'.'.join(str(k) for k in p): s.get_value() for p, s in
-               shd.state_shardings(nnx.state(model, nnx.Param), mesh).flat_state()}
-  convert.load_hf_tensors(model, tensors, source=path,
-                          place=lambda array, param_path: jax.device_put(
-                              np.asarray(array).astype(DTYPES[dtype]), shardings[param_path]))
+               nnx.to_flat_state(shd.state_shardings(nnx.state(model, nnx.Param), mesh))}
+  convert.load_hf_tensors(
+      model, tensors, source=path,
+      place=lambda array, param_path: jax.device_put(np.asarray(array).astype(DTYPES[dtype]), shardings[param_path]),
+      place_stacked=lambda read_layer, num_layers, param_path: _place_stacked(
+          read_layer, num_layers, shardings[param_path], DTYPES[dtype]))
   return model
 
 
@@ -332,9 +361,8 @@ def save_pretrained(model: Model, path: str, *, max_shard_bytes: int = 2 * 1024*
     json.dump(config_to_hf(model.cfg), f, indent=2)
   shards: list[dict[str, np.ndarray]] = [{}]
   size = 0
-  for param_path, var in convert.param_paths(model).items():
-    name, kind = convert.hf_name_for(param_path)
-    value = np.asarray(jax.device_get(var.get_value()))
+  for name, (_, kind, var, index) in convert.hf_targets(model).items():
+    value = np.asarray(jax.device_get(var.get_value() if index is None else var.get_value()[index]))
     if value.dtype == jnp.bfloat16:
       value = value.astype(np.float32)  # numpy safetensors cannot write bfloat16
     hf_shape = None

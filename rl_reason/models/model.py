@@ -10,6 +10,8 @@ the module's parameters; callers split the module once and jit functions that me
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -26,7 +28,7 @@ class Model(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     param_dtype = DTYPES[cfg.param_dtype]
-    self.decoder = Decoder(cfg.text, rngs=rngs, param_dtype=param_dtype)
+    self.decoder = Decoder(cfg.text, rngs=rngs, param_dtype=param_dtype, scan_layers=cfg.scan_layers)
     self.visual = (VisionTower(cfg.vision, rngs=rngs, param_dtype=param_dtype)
                    if cfg.vision is not None else None)
 
@@ -54,9 +56,16 @@ class Model(nnx.Module):
 
   def __call__(self, input_ids, positions, attention_mask, *, image_embeds=None,
                cache: Cache | None = None, write_index=None, logits_slice: slice | None = None):
-    """Logits [B, T', V] (float32) for the tokens (T' = T unless logits_slice), and the cache."""
+    """Logits [B, T', V] (float32) for the tokens (T' = T unless logits_slice), and the cache.
+
+    The decoder layers are rematerialised as cfg.remat says (read per call, like cfg.dtype);
+    cfg.scan_layers is the parameter layout, fixed when the model is built.
+    """
+    if self.cfg.scan_layers != self.decoder.scan_layers:
+      raise ValueError(f'cfg.scan_layers={self.cfg.scan_layers} but the model was built with scan_layers='
+                       f'{self.decoder.scan_layers} (the parameter layout); rebuild or reload the model')
     embeds = self.embed(input_ids, image_embeds)
-    hidden, cache = self.decoder(embeds, positions, attention_mask, cache, write_index)
+    hidden, cache = self.decoder(embeds, positions, attention_mask, cache, write_index, remat=self.cfg.remat)
     if logits_slice is not None:
       hidden = hidden[:, logits_slice]
     return self.decoder.logits(hidden), cache
@@ -66,5 +75,11 @@ def create(cfg: ModelConfig, seed: int = 0) -> Model:
   return Model(cfg, rngs=nnx.Rngs(params=seed))
 
 
+def create_abstract(cfg: ModelConfig) -> Model:
+  """The model with jax.ShapeDtypeStruct parameters: shapes, dtypes and metadata, nothing allocated."""
+  return nnx.eval_shape(lambda: Model(cfg, rngs=nnx.Rngs(params=0)))
+
+
 def param_count(model: Model) -> int:
-  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  """Number of parameters (a tied LM head counts once); works on create_abstract models too."""
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
