@@ -3,14 +3,19 @@
   python -m rl_reason.main --config=configs/vlm_grpo.py --workdir=runs/jigsaw_tiny
 
 Presets (`--config=configs/vlm_grpo.py:ARG`):
-  tiny      (default) tiny Qwen2.5-VL from random init, supervised format warm-up, GRPO on 2x2 jigsaws.
-  tiny_2x1  the same on 2x1 jigsaws with fewer steps (the end-to-end test).
+  tiny           (default) tiny Qwen2.5-VL from random init, supervised format warm-up, GRPO on 2x2 jigsaws.
+  tiny_2x1       the same on 2x1 jigsaws with fewer steps (the end-to-end test).
+  qwen2_5_vl_3b  Qwen2.5-VL-3B-Instruct on 3x3 jigsaws with Jigsaw-R1's settings (G 8, 64 prompts per
+  qwen2_5_vl_7b  step, lr 1e-6, beta 0.04, 512 new tokens, 2000 steps; bf16 activations, fp32 master
+                 weights, scanned + rematerialised layers, parameters sharded over all devices).
+                 Needs the checkpoint: --config.model.path=/ckpt/Qwen2.5-VL-3B-Instruct (its
+                 config.json is checked against the preset).
 Override any field on the command line, e.g. `--config.rl.beta=0.0`.
 """
 
 from ml_collections import config_dict
 
-PRESETS = ('tiny', 'tiny_2x1')
+PRESETS = ('tiny', 'tiny_2x1', 'qwen2_5_vl_3b', 'qwen2_5_vl_7b')
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -135,4 +140,27 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.train.eval_every = 100
     c.train.eval_size = 64
     c.train.checkpoint_every = 100
+  if arg.startswith('qwen'):
+    _published_model(c, arg)
   return c
+
+
+def _published_model(c: config_dict.ConfigDict, preset: str) -> None:
+  """Jigsaw-R1 (ALGORITHMS.md 1.1) on a published checkpoint: the model already knows the format."""
+  c.model.preset = preset  # checked against --config.model.path's config.json
+  c.model.dtype, c.model.param_dtype = 'bfloat16', 'float32'
+  c.model.scan_layers, c.model.remat = True, 'minimal'
+  c.task.rows, c.task.cols = 3, 3
+  c.task.image_size = (448, 448)
+  c.task.prompt_style = 'full'
+  c.rollout.batch_size, c.rollout.num_generations = 512, 8  # 64 prompts x 8
+  c.rollout.max_new_tokens = 512
+  c.rollout.prompt_buckets = (512, 1024)
+  c.rl.beta = 0.04
+  c.optim.learning_rate = 1e-6
+  c.optim.warmup_steps = 0
+  c.optim.b2 = 0.999
+  c.warmup.steps = 0
+  c.train.steps = 2000
+  c.train.eval_size = 256
+  c.mesh.data, c.mesh.fsdp = 1, -1

@@ -298,3 +298,11 @@ def tiny_vl(vocab_size: int = 512, image_token_id: int = 0, vision_start_token_i
                         window_size=16, fullatt_block_indexes=(1,), out_hidden_size=128)
   return ModelConfig(text=text, vision=vision, image_token_id=image_token_id,
                      vision_start_token_id=vision_start_token_id)
+
+
+@register_preset('tiny_lm')
+def tiny_lm(vocab_size: int = 512, image_token_id: int = 0, vision_start_token_id: int = 0) -> ModelConfig:
+  """The tiny_vl decoder alone, with plain 1-D rotary (a Qwen2 text model), for text tasks on a CPU."""
+  text = dataclasses.replace(tiny_vl(vocab_size).text, mrope_section=None, rope_theta=10000.0)
+  return ModelConfig(text=text, vision=None, image_token_id=image_token_id,
+                     vision_start_token_id=vision_start_token_id)
