@@ -99,6 +99,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.train.checkpoint_every = 100  # orbax checkpoint cadence (and at the end)
   c.train.keep_checkpoints = 2  # checkpoints kept on disk
 
+  c.curriculum = config_dict.ConfigDict()
+  # A curriculum from rl_reason.curricula ('' = none) and its fields, e.g. in a recipe:
+  # c.curriculum = {'name': 'threshold', 'levels': ({'rows': 2}, {'rows': 3}), 'threshold': 0.8}
+  c.curriculum.name = ''
+
   c.mesh = config_dict.ConfigDict()
   c.mesh.data = -1  # data-parallel devices (-1: all remaining)
   c.mesh.fsdp = 1  # parameter-sharding devices

@@ -18,7 +18,7 @@ from rl_reason.optim import OptimConfig
 from rl_reason.parallel.sharding import MeshConfig
 from rl_reason.rl.advantages import ADVANTAGE_ESTIMATORS, PER_REWARD_ESTIMATORS
 from rl_reason.rl.losses import NONE as _NONE, LossConfig
-from rl_reason import tasks
+from rl_reason import curricula, tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +180,7 @@ class RunConfig:
   warmup: WarmupConfig
   train: TrainConfig
   mesh: MeshConfig
+  curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)  # {} = none
 
 
 def plain(value: Any) -> Any:
@@ -200,15 +201,16 @@ def _build(cls, values: dict[str, Any], section: str):
 
 
 _SECTIONS = ('seed', 'model', 'task', 'reward', 'rollout', 'rl', 'optim', 'warmup', 'train', 'mesh')
+_OPTIONAL_SECTIONS = ('curriculum',)  # {'name': '' or a registered curriculum, **its fields}
 _LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LossConfig))
 
 
 def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
   """Validates a ConfigDict and turns it into a RunConfig."""
   raw = plain(config)
-  unknown = sorted(set(raw) - set(_SECTIONS))
+  unknown = sorted(set(raw) - set(_SECTIONS) - set(_OPTIONAL_SECTIONS))
   if unknown:
-    raise ValueError(f'unknown config sections {unknown}; valid: {list(_SECTIONS)}')
+    raise ValueError(f'unknown config sections {unknown}; valid: {list(_SECTIONS + _OPTIONAL_SECTIONS)}')
   missing = sorted(set(_SECTIONS) - set(raw))
   if missing:
     raise ValueError(f'config lacks sections {missing}')
@@ -230,8 +232,17 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
   optim = dict(raw['optim'])
   if optim.get('total_steps', 0) == 0:
     optim['total_steps'] = raw['train']['steps']
+  curriculum = dict(raw.get('curriculum') or {})
+  if curriculum.get('name'):
+    curricula.from_spec(curriculum)  # validates every field now
+  else:
+    if set(curriculum) - {'name'}:
+      raise ValueError(f'curriculum fields {sorted(set(curriculum) - {"name"})} given without curriculum.name '
+                       f'(one of {curricula.names()})')
+    curriculum = {}
   return RunConfig(
       seed=int(raw['seed']),
+      curriculum=curriculum,
       model=_build(ModelSection, raw['model'], 'model'),
       task_name=task_name,
       task=_build(tasks.config_class(task_name), task, 'task'),

@@ -24,7 +24,7 @@ from absl import logging
 from flax import nnx
 from ml_collections import config_dict
 
-from rl_reason import checkpoint, metrics, models, optim, rewards, run_config, tasks
+from rl_reason import checkpoint, curricula, metrics, models, optim, rewards, run_config, tasks
 from rl_reason.data import image_processor, pipeline, tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
@@ -36,6 +36,8 @@ from rl_reason.sampling import Sampler, SamplingConfig
 # Config keys whose change makes a checkpoint in the workdir unusable for this run.
 COMPATIBILITY_KEYS = ('seed', 'model', 'task', 'rollout.batch_size', 'rollout.num_generations')
 TIME_KEYS = ('time_sample', 'time_reward', 'time_update', 'time_step')
+# Metrics of this process rather than of the run: a resumed run may differ in them.
+PROCESS_KEYS = TIME_KEYS + ('sampler_compilations',)
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -46,6 +48,11 @@ def _flat(tree: Any) -> dict[str, Any]:
 def _unflat(template: Any, flat: dict[str, Any]) -> Any:
   paths, treedef = jax.tree_util.tree_flatten_with_path(template)
   return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in paths])
+
+
+def _metric_rewards(task, weights: dict[str, float]) -> dict[str, str]:
+  """Summary metric -> reward: the task's own map, else accuracy = the most heavily weighted reward."""
+  return dict(getattr(task, 'metric_rewards', None) or {'accuracy': max(weights, key=weights.get)})
 
 
 # Config fields that base and instruct releases of one architecture may differ in.
@@ -98,17 +105,18 @@ class Trainer:
     # reward.weights = {} takes the task's published rewards and weights.
     self.reward_weights = dict(cfg.reward_weights) or dict(zip(self.task.reward_names, self.task.reward_weights))
     # Summary metrics (solve rate, accuracy, format rate) by reward; logged, trained on only if weighted.
-    self.metric_rewards = dict(getattr(self.task, 'metric_rewards', None) or {'accuracy': next(iter(self.reward_weights))})
-    for name in {**self.reward_weights, **{r: 0 for r in self.metric_rewards.values()}}:
-      rewards.get(name)  # unknown reward names fail here, at start-up
+    self.metric_rewards = _metric_rewards(self.task, self.reward_weights)
     probe = self.task.example(0)
-    rewards.check_meta(list(self.reward_weights) + list(self.metric_rewards.values()), probe['meta'])
+    self._check_rewards(self.reward_weights, self.metric_rewards, probe['meta'])
+    self.curriculum = self._build_curriculum()
+    self.current = (self.task, self.reward_weights, self.metric_rewards)  # what this step trains on
     image_cfg = self._image_config(probe)
     encoder = pipeline.PromptEncoder(self.tokenizer, self.model_cfg, image_cfg, cfg.rollout.prompt_buckets)
-    stream = lambda split, batch: pipeline.PromptStream(
-        self.task.example, encoder, seed=cfg.seed, split=split, global_batch=batch,
+    stream = lambda split, batch, make_example=self.task.example: pipeline.PromptStream(
+        make_example, encoder, seed=cfg.seed, split=split, global_batch=batch,
         process_index=jax.process_index(), process_count=jax.process_count())
-    self.train_stream = stream('train', cfg.rollout.prompts_per_step)
+    # Training prompts come from the task of the current curriculum stage; eval and warm-up from the run's.
+    self.train_stream = stream('train', cfg.rollout.prompts_per_step, lambda seed: self.current[0].example(seed))
     self.eval_batch = stream('eval', cfg.train.eval_size).next()
     self.warmup_stream = stream('warmup', cfg.warmup.batch_size)
 
@@ -195,6 +203,55 @@ class Trainer:
     return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
                            reference=self.cfg.loss.beta > 0)
 
+  def _check_rewards(self, weights: dict[str, float], metric_rewards: dict[str, str], meta: dict) -> None:
+    """Unknown reward names and metadata a reward needs but the task lacks fail at start-up."""
+    names = list(weights) + [r for r in metric_rewards.values() if r not in weights]
+    for name in names:
+      rewards.get(name)
+    rewards.check_meta(names, meta)
+
+  def _build_curriculum(self):
+    """The configured curriculum, with every task variant it may switch to probed now, not at step 500."""
+    spec = self.cfg.curriculum
+    if not spec:
+      return None
+    curriculum = curricula.from_spec(spec)
+    unsupported = sorted(curriculum.controls() & {'domains', 'laser_targets'})
+    if unsupported:
+      raise ValueError(f'curriculum {spec.get("name")!r} controls {unsupported}, which the training loop does '
+                       'not feed yet (per-domain example generation, LASER-D length targets)')
+    if jax.process_count() > 1:
+      raise ValueError('curricula observe this process\'s metrics only; multi-process runs need them all-gathered')
+    self._task_cache = {}
+    for name, task_cfg in curricula.check(curriculum, self.cfg.task_name, self.cfg.task):
+      task = self._task_for(name, task_cfg)
+      weights = dict(self.cfg.reward_weights) or dict(zip(task.reward_names, task.reward_weights))
+      self._check_rewards(weights, _metric_rewards(task, weights), task.example(0)['meta'])
+    return curriculum
+
+  def _task_for(self, name: str, task_cfg: Any):
+    key = (name, task_cfg)
+    if key not in self._task_cache:
+      self._task_cache[key] = tasks.get(name, task_cfg)
+    return self._task_cache[key]
+
+  def _apply_curriculum(self):
+    """Sets self.current (task, reward weights, summary rewards) from the curriculum's plan for this step."""
+    if self.curriculum is None:
+      return None
+    plan = self.curriculum.plan(self.step, self.cfg.rollout.prompts_per_step)
+    task = self._task_for(*curricula.resolve_task(plan, self.cfg.task_name, self.cfg.task))
+    weights = dict(self.cfg.reward_weights) or dict(zip(task.reward_names, task.reward_weights))
+    weights.update(plan.reward_weights)
+    self.current = (task, weights, _metric_rewards(task, weights))
+    return plan
+
+  def _write_eval(self, writer) -> None:
+    row = self.evaluate()
+    writer.write(self.step, row)
+    if self.curriculum is not None:
+      self.curriculum.observe_eval(self.step, row)
+
   # ---------------------------------------------------------------- checkpoints
   def _checkpoint_tree(self) -> dict[str, Any]:
     tree = dict(params=self.state['params'], opt_state=self.state['opt_state'],
@@ -205,7 +262,9 @@ class Trainer:
 
   def save(self) -> None:
     self.checkpointer.save(self.step, self._checkpoint_tree(),
-                           meta={'step': self.step, 'data': self.train_stream.state()}, config=self.raw_config)
+                           meta={'step': self.step, 'data': self.train_stream.state(),
+                                 'curriculum': self.curriculum.state() if self.curriculum is not None else None},
+                           config=self.raw_config)
 
   def maybe_restore(self) -> bool:
     step = self.checkpointer.latest_step()
@@ -225,6 +284,8 @@ class Trainer:
     self.base_key = jax.device_put(jax.random.wrap_key_data(tree['rng']), self.replicated)
     self.step = int(meta['step'])
     self.train_stream.restore(meta['data'])
+    if self.curriculum is not None:
+      self.curriculum.restore(meta['curriculum'])
     logging.info('resumed from %s at step %d', self.workdir, self.step)
     return True
 
@@ -235,9 +296,9 @@ class Trainer:
   def decode(self, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
     return [self.tokenizer.decode(row[:n].tolist(), skip_special_tokens=True) for row, n in zip(tokens, lengths)]
 
-  def score(self, texts: list[str], metas: list[dict]) -> dict[str, np.ndarray]:
-    weights = dict(self.reward_weights)
-    for name in self.metric_rewards.values():
+  def score(self, texts: list[str], metas: list[dict], reward_weights=None, metric_rewards=None) -> dict[str, np.ndarray]:
+    weights = dict(reward_weights or self.reward_weights)
+    for name in (metric_rewards or self.metric_rewards).values():
       weights.setdefault(name, 0.0)
     return rewards.score_batch(texts, metas, weights, workers=self.cfg.reward_exec.workers,
                                timeout_s=self.cfg.reward_exec.timeout_s)
@@ -273,15 +334,17 @@ class Trainer:
     return {**{f'eval_{k}': v for k, v in self._summary(scores).items()},
             'eval_reward_mean': float(np.nanmean(scores['total']))}
 
-  def _summary(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
+  def _summary(self, scores: dict[str, np.ndarray], metric_rewards=None) -> dict[str, float]:
     """The task's summary metrics (solve_rate, accuracy, format_rate, ...) from reward columns."""
     return {metric: float(np.nanmean(scores[name])) if np.isfinite(scores[name]).any() else float('nan')
-            for metric, name in self.metric_rewards.items()}
+            for metric, name in (metric_rewards or self.metric_rewards).items()}
 
   def rl_step(self) -> tuple[dict[str, float], list[str]]:
     cfg = self.cfg
     groups = cfg.rollout.num_generations
     t0 = time.perf_counter()
+    plan = self._apply_curriculum()
+    _, reward_weights, metric_rewards = self.current
     batch = self.train_stream.next()
     prompt = shd.host_to_global(batch.inputs, self.mesh)
     out = self.sampler(self.state['params'], prompt, jax.random.fold_in(self.base_key, self.step), self.sampling)
@@ -289,7 +352,7 @@ class Trainer:
     t1 = time.perf_counter()
     texts = self.decode(tokens, lengths)
     metas = [e['meta'] for e in batch.examples for _ in range(groups)]
-    scores = self.score(texts, metas)
+    scores = self.score(texts, metas, reward_weights, metric_rewards)
     total = np.nan_to_num(scores['total'], nan=0.0)
     group_std = total.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
@@ -314,7 +377,7 @@ class Trainer:
     t3 = time.perf_counter()
     row = {
         'reward_mean': float(total.mean()), 'reward_std': float(total.std()),
-        **self._summary(scores),
+        **self._summary(scores, metric_rewards),
         'reward_failures': float(scores.get('failures', 0)),
         **rewards.batch_metrics(scores),  # every reward and sub-score, failure and timeout counts
         'frac_reward_zero_std': float((group_std < 1e-8).mean()),
@@ -323,6 +386,10 @@ class Trainer:
         'time_sample': t1 - t0, 'time_reward': t2 - t1, 'time_update': t3 - t2, 'time_step': t3 - t0,
         **update,
     }
+    if self.curriculum is not None:
+      row.update(plan.metrics)
+      accuracy = np.nan_to_num(scores[metric_rewards['accuracy']], nan=0.0).reshape(-1, groups)
+      self.curriculum.observe(self.step, row, {'accuracy': accuracy, 'length': lengths.reshape(-1, groups)})
     return row, texts
 
   def _kl_shaped_rewards(self, update_batch: dict[str, Any]) -> jax.Array:
@@ -339,7 +406,7 @@ class Trainer:
     cfg = self.cfg
     groups, eps = cfg.rollout.num_generations, cfg.rl.advantage_eps
     if cfg.rl.advantage in advantages_lib.PER_REWARD_ESTIMATORS:
-      _, columns, weights = rewards.reward_columns(scores, self.reward_weights)
+      _, columns, weights = rewards.reward_columns(scores, self.current[1])
       local = self.advantage_fn(jnp.asarray(columns, jnp.float32), groups, eps=eps, weights=tuple(weights.tolist()))
     else:
       local = self.advantage_fn(jnp.asarray(_host(trained_rewards), jnp.float32), groups, eps=eps)
@@ -359,7 +426,7 @@ class Trainer:
       logging.info('model %s: %.2fM parameters', cfg.model.preset, self.num_params / 1e6)
       if cfg.warmup.steps:
         self.warmup()
-      writer.write(self.step, self.evaluate())
+      self._write_eval(writer)
       self.save()
     bar = metrics.ProgressBar(total=cfg.train.steps, initial=self.step)
     try:
@@ -372,7 +439,7 @@ class Trainer:
         if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
           writer.write_texts(self.step, texts[:4])
         if (cfg.train.eval_every and self.step % cfg.train.eval_every == 0) or self.step == cfg.train.steps:
-          writer.write(self.step, self.evaluate())
+          self._write_eval(writer)
         if self.step % cfg.train.checkpoint_every == 0 or self.step == cfg.train.steps:
           self.save()
     finally:
