@@ -161,6 +161,14 @@ class Trainer:
       if probe['images']:
         raise ValueError(f'task {self.cfg.task_name!r} produces images but the model has no vision tower')
       return None
+    path = self.cfg.model.path
+    if path and os.path.exists(os.path.join(path, 'preprocessor_config.json')):
+      # A checkpoint's own processor settings (pixel bounds, normalisation), as its HF processor uses them.
+      image_cfg = image_processor.config_from_pretrained(path)
+      if (image_cfg.patch_size, image_cfg.merge_size) != (vision.patch_size, vision.spatial_merge_size):
+        raise ValueError(f'{path}: preprocessor_config.json patch/merge size {image_cfg.patch_size}/'
+                         f'{image_cfg.merge_size} != the vision tower\'s {vision.patch_size}/{vision.spatial_merge_size}')
+      return image_cfg
     # Room for images up to twice the task's side lengths (the processor resizes, never crops).
     pixels = max([image.shape[0] * image.shape[1] for image in probe['images']] or [1])
     return image_processor.ImageProcessorConfig(

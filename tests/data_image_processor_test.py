@@ -96,3 +96,27 @@ def test_no_images_is_an_error():
 def test_config_validation(kwargs, message):
   with pytest.raises(ValueError, match=message):
     ip.ImageProcessorConfig(**kwargs)
+
+
+def test_config_from_a_saved_processor_matches_its_output(tmp_path):
+  """A checkpoint's preprocessor_config.json gives the settings; the pixels equal that processor's."""
+  reference = transformers.Qwen2VLImageProcessorPil(patch_size=8, merge_size=2, min_pixels=16 * 16,
+                                                    max_pixels=48 * 48, image_mean=[0.5, 0.4, 0.3],
+                                                    image_std=[0.2, 0.25, 0.3])
+  reference.save_pretrained(tmp_path)
+  cfg = ip.config_from_pretrained(str(tmp_path))
+  assert (cfg.patch_size, cfg.min_pixels, cfg.max_pixels) == (8, 16 * 16, 48 * 48)
+  assert cfg.image_mean == (0.5, 0.4, 0.3)
+  images = _images(3)
+  ours = ip.preprocess(images, cfg)
+  theirs = reference(images=images, return_tensors='np')
+  np.testing.assert_array_equal(ours['image_grid_thw'], theirs['image_grid_thw'])
+  np.testing.assert_allclose(ours['pixel_values'], theirs['pixel_values'], atol=1e-6)
+
+
+def test_config_from_pretrained_errors_name_the_file(tmp_path):
+  with pytest.raises(ValueError, match='preprocessor_config.json'):
+    ip.config_from_pretrained(str(tmp_path))
+  (tmp_path / 'preprocessor_config.json').write_text('{"do_normalize": false}')
+  with pytest.raises(ValueError, match='do_normalize'):
+    ip.config_from_pretrained(str(tmp_path))

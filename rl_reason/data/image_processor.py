@@ -13,7 +13,9 @@ vision tower's patch merger expects.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 
 import numpy as np
 from PIL import Image
@@ -146,3 +148,33 @@ def preprocess(images: list[np.ndarray], cfg: ImageProcessorConfig) -> dict[str,
     all_patches.append(_patchify(pixels, cfg))
     grids.append((1, new_h // cfg.patch_size, new_w // cfg.patch_size))
   return {'pixel_values': np.concatenate(all_patches, axis=0), 'image_grid_thw': np.asarray(grids, np.int64)}
+
+
+_RESAMPLE_CODES = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic'}  # PIL's integer codes
+
+
+def config_from_pretrained(path: str) -> ImageProcessorConfig:
+  """The settings of a checkpoint directory's preprocessor_config.json (transformers 4.x or 5.x keys)."""
+  file = os.path.join(path, 'preprocessor_config.json')
+  if not os.path.exists(file):
+    raise ValueError(f'{path} holds no preprocessor_config.json (the image processor settings)')
+  with open(file) as f:
+    raw = json.load(f)
+  size = raw.get('size') or {}
+  fields = dict(
+      patch_size=raw.get('patch_size'), temporal_patch_size=raw.get('temporal_patch_size'),
+      merge_size=raw.get('merge_size'), image_mean=raw.get('image_mean'), image_std=raw.get('image_std'),
+      # 5.x stores the pixel bounds as size.shortest_edge / longest_edge; 4.x also as min/max_pixels.
+      min_pixels=raw.get('min_pixels', size.get('shortest_edge')),
+      max_pixels=raw.get('max_pixels', size.get('longest_edge')))
+  resample = raw.get('resample')
+  if resample is not None:
+    if resample not in _RESAMPLE_CODES:
+      raise ValueError(f'{file}: resample {resample!r} unsupported; supported: {_RESAMPLE_CODES}')
+    fields['resample'] = _RESAMPLE_CODES[resample]
+  for flag, expected in (('do_resize', True), ('do_rescale', True), ('do_normalize', True)):
+    if raw.get(flag, expected) != expected:
+      raise ValueError(f'{file}: {flag}={raw[flag]!r} is not supported (only {expected})')
+  if raw.get('rescale_factor', 1 / 255) != 1 / 255:
+    raise ValueError(f'{file}: rescale_factor {raw["rescale_factor"]} is not supported (only 1/255)')
+  return ImageProcessorConfig(**{k: v for k, v in fields.items() if v is not None})
