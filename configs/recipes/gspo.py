@@ -21,16 +21,13 @@ import os
 from ml_collections import config_dict
 
 
-def _base(arg: str | None) -> config_dict.ConfigDict:
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'vlm_grpo.py')
-  spec = importlib.util.spec_from_file_location('vlm_grpo', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+_spec = importlib.util.spec_from_file_location('_recipes_common', os.path.join(os.path.dirname(__file__), '_common.py'))
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  c = _base(arg)
+  c = _common.vlm_grpo(arg)
   c.rl.advantage = 'grpo'
   c.rl.ratio_level = 'sequence'
   c.rl.surrogate = 'ppo_clip'

@@ -1,0 +1,57 @@
+"""CLS-RL ("Image Classification with Rule-Based Reinforcement Learning"; minglllli/CLS-RL).
+
+  python -m rl_reason.main --config=configs/recipes/cls_rl.py --workdir=runs/cls_rl_tiny
+  python -m rl_reason.main --config=configs/recipes/cls_rl.py:qwen2_5_vl_3b \\
+      --config.model.preset= --config.model.path=/ckpt/Qwen2-VL-2B-Instruct
+
+Args: tiny (default; CPU), qwen2_5_vl_3b. The paper trains Qwen2-VL-2B-Instruct: there is no preset
+of that size, but its checkpoint loads through model.path (the Qwen2-VL family is supported), and
+the hyper-parameters below are the paper's.
+
+Implemented (ALGORITHMS.md §1.2, [code]):
+  task        the CLS-RL prompt: class question, "Please choose one from list [ c1, ..., cn]." with
+              the floor(0.4 C) / all-if-below-30 / cap-100 option rule, the true class always listed,
+              and the think instruction
+  reward      cls_accuracy (case-insensitive <answer> match or math-verify) + think_answer_format
+              (whole completion <think>..</think><answer>..</answer>), weights 1 + 1 (the task's own)
+  loss        GRPO (TRL defaults): (r - mean_g) / (std_g + 1e-4); PPO clip 0.2; beta 0.04, k3 in the
+              loss; seq-mean-token-mean
+  real scale  G 4, lr 1e-6, 1024-token completions, temperature 1.0
+Approximated:
+  data        procedural shape classes (5 classes: the option list holds all of them) instead of the
+              11 CoOp datasets; images are drawn fresh every step, so there is no fixed 4-shot set
+  steps       250 = EuroSAT's 100 epochs x (4 shots x 10 classes) / 16 prompts per step; the prompts
+              per step (16) are not in ALGORITHMS.md (R1-V's 8 GPUs x 1 x 2 accumulation, assumed)
+  images      224x224 procedural images (max_pixels 401,408 is not a config option: the processor
+              keeps images up to 4x the task's image area)
+  lr schedule constant (TRL decays linearly)
+Not available yet: nothing else the recipe needs. No-Thinking-CLS-RL is configs/recipes/no_think_cls_rl.py.
+Tiny: 32x32 images, 16 prompts x G 4, 16-token completions, 200 RL steps after 100 warm-up steps.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location('_recipes_common', os.path.join(os.path.dirname(__file__), '_common.py'))
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+
+ARGS = ('tiny', 'qwen2_5_vl_3b')
+
+
+def build(arg, *, think: bool):
+  """CLS-RL (think=True) or No-Thinking-CLS-RL (think=False): the same hyper-parameters."""
+  return _common.build(
+      arg, ARGS, task='classification', rewards={},
+      tiny_task=dict(classes='shape', image_size=(32, 32), object_size=(12, 28), think=think),
+      real_task=dict(classes='shape', image_size=(224, 224), object_size=(84, 196), think=think),
+      rl=dict(advantage='grpo', advantage_eps=1e-4, ratio_level='token', surrogate='ppo_clip', eps_low=0.2,
+              eps_high=0.2, beta=0.04, kl_estimator='k3', kl_placement='loss', aggregation='seq_mean_token_mean'),
+      tiny_scale=dict(prompts=16, generations=4, max_new_tokens=16 if think else 12, prompt_buckets=(128,),
+                      steps=200, warmup_steps=100),
+      real_scale={'qwen2_5_vl_3b': dict(prompts=16, generations=4, max_new_tokens=1024, prompt_buckets=(256, 512),
+                                        steps=250, learning_rate=1e-6, temperature=1.0)})
+
+
+def get_config(arg=None):
+  return build(arg, think=True)

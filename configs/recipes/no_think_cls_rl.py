@@ -1,0 +1,30 @@
+"""No-Thinking-CLS-RL (the no-thinking variant of the CLS-RL paper; minglllli/CLS-RL).
+
+  python -m rl_reason.main --config=configs/recipes/no_think_cls_rl.py --workdir=runs/no_think_cls_rl_tiny
+  python -m rl_reason.main --config=configs/recipes/no_think_cls_rl.py:qwen2_5_vl_3b \\
+      --config.model.preset= --config.model.path=/ckpt/Qwen2-VL-2B-Instruct
+
+Args: tiny (default; CPU), qwen2_5_vl_3b (paper: Qwen2-VL-2B-Instruct, loadable through model.path).
+
+Implemented (ALGORITHMS.md §1.2, [code]): everything of configs/recipes/cls_rl.py except
+  task        the prompt ends with "Please directly output the answer." (no reasoning asked for)
+  reward      equality_strict only: 1 iff the entire completion equals the label exactly (the
+              paper's "equality accuracy reward"); no format term (the task's own reward)
+Approximated: as in cls_rl.py (procedural shape classes, no fixed 4-shot set, the prompts per
+step, image size, constant lr).
+Not available yet: nothing else the recipe needs.
+Tiny: as cls_rl.py with 12-token completions.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location('_recipes_cls_rl', os.path.join(os.path.dirname(__file__), 'cls_rl.py'))
+_cls_rl = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cls_rl)
+
+ARGS = _cls_rl.ARGS
+
+
+def get_config(arg=None):
+  return _cls_rl.build(arg, think=False)
