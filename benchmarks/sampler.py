@@ -12,6 +12,9 @@ included. Per-token decode time at n tokens is the decode loop's time / (n - 1) 
 prefill and decode phases separately; for transformers decode = t(n) - t(1)). The achieved fraction of
 the machine's dense matmul FLOP/s (a large jnp.dot in the same dtype) counts the decode loop's
 useful FLOPs: 2 * params per token plus attention (4 * layers * heads * head_dim * context).
+
+transformers runs in a process of its own (this script with --transformers_worker), with torch
+using every core and no JAX runtime beside it, so neither library's thread pool slows the other.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -168,6 +172,49 @@ def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float) ->
   return run
 
 
+def transformers_worker(spec_path: str) -> None:
+  """Child process: times transformers generate for every job of the spec; writes the timings JSON.
+
+  spec: {model_dir, threads, repeats, temperature, prompts (npz path), jobs: [{key, new_tokens}],
+  out}; the npz holds ids_<key> and mask_<key>.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  with open(spec_path) as f:
+    spec = json.load(f)
+  torch.set_num_threads(spec['threads'])
+  transformers.logging.set_verbosity_error()
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(spec['model_dir'], dtype=torch.float32).eval()
+  arrays = np.load(spec['prompts'])
+  results = []
+  for job in spec['jobs']:
+    ids, mask = arrays[f'ids_{job["key"]}'], arrays[f'mask_{job["key"]}']
+    timing = timed(transformers_fn(hf_model, ids, mask, job['new_tokens'], spec['temperature']), spec['repeats'])
+    results.append(dict(job, **timing))
+  with open(spec['out'], 'w') as f:
+    json.dump(dict(results=results, torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
+                   transformers_version=transformers.__version__), f)
+
+
+def run_transformers(model_dir: str, prompt_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                     jobs: list[dict[str, Any]], *, threads: int, repeats: int, temperature: float) -> dict[str, Any]:
+  """Runs transformers_worker in a fresh Python process; returns its timings keyed (key, new_tokens)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    np.savez(os.path.join(tmp, 'prompts.npz'),
+             **{f'{kind}_{key}': array for key, pair in prompt_sets.items() for kind, array in zip(('ids', 'mask'), pair)})
+    spec = dict(model_dir=model_dir, threads=threads, repeats=repeats, temperature=temperature,
+                prompts=os.path.join(tmp, 'prompts.npz'), jobs=jobs, out=os.path.join(tmp, 'timings.json'))
+    with open(os.path.join(tmp, 'spec.json'), 'w') as f:
+      json.dump(spec, f)
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    subprocess.run([sys.executable, os.path.abspath(__file__), '--transformers_worker', os.path.join(tmp, 'spec.json')],
+                   check=True, env=env)
+    with open(spec['out']) as f:
+      out = json.load(f)
+  out['timings'] = {(r['key'], r['new_tokens']): r for r in out.pop('results')}
+  return out
+
+
 # ---------------------------------------------------------------------------------------------- FLOPs
 
 
@@ -222,45 +269,49 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict[str, Any]:
   args = parse_args(argv)
-  import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(args.torch_threads)
-  transformers.logging.set_verbosity_error()
   peak = matmul_flops_per_s(args.matmul_n, args.repeats)
   result: dict[str, Any] = dict(
       settings=dict(quick=args.quick, repeats=args.repeats, prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                     batches=list(args.batches), per_token_lengths=list(args.per_token_lengths),
                     per_token_batch=args.per_token_batch, temperature=args.temperature, dtype=DTYPE,
-                    no_cache_chunk=args.no_cache_chunk, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                    jax_backend=jax.default_backend(), jax_devices=[str(d) for d in jax.devices()],
-                    platform=platform.platform(), jax_version=jax.__version__,
-                    transformers_version=transformers.__version__, torch_version=torch.__version__),
+                    no_cache_chunk=args.no_cache_chunk, cpu_count=os.cpu_count(), torch_threads=args.torch_threads,
+                    transformers_process='separate', jax_backend=jax.default_backend(),
+                    jax_devices=[str(d) for d in jax.devices()], platform=platform.platform(),
+                    jax_version=jax.__version__),
       matmul=dict(n=args.matmul_n, dtype=DTYPE, flops_per_s=peak),
       throughput=[], per_token_decode=[], ratios={})
   for name in args.models:
     cfg = text_configs()[name]
     model = models.create(cfg, seed=0)
     params = models.param_count(model)
+    prompt_sets = {f'b{batch}': prompts(batch, args.prompt_len, cfg.text.vocab_size) for batch in args.batches}
+    prompt_sets['per_token'] = prompts(args.per_token_batch, args.prompt_len, cfg.text.vocab_size, seed=1)
+    jobs = [dict(key=f'b{batch}', new_tokens=n) for batch in args.batches for n in (args.new_tokens, 1)]
+    jobs += [dict(key='per_token', new_tokens=n) for n in (1, *args.per_token_lengths)]
     with tempfile.TemporaryDirectory() as tmp:
       models.save_pretrained(model, tmp)
-      hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).eval()
+      hf = run_transformers(tmp, prompt_sets, jobs, threads=args.torch_threads, repeats=args.repeats,
+                            temperature=args.temperature)
+    result['settings'].update(torch_threads=hf['torch_threads'], torch_version=hf['torch_version'],
+                              transformers_version=hf['transformers_version'])
+    hf_run = lambda key, n: hf['timings'][(key, n)]
     for batch in args.batches:
-      ids, mask = prompts(batch, args.prompt_len, cfg.text.vocab_size)
+      ids, mask = prompt_sets[f'b{batch}']
       runners = {
           'rl_reason': rl_reason_fn(model, ids, mask, args.new_tokens, args.temperature),
           'rl_reason_no_cache': no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk),
-          'transformers': transformers_fn(hf_model, ids, mask, args.new_tokens, args.temperature),
       }
       flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
       rows = {}
-      for impl, fn in runners.items():
-        t = timed(fn, args.repeats)
+      for impl in (*runners, 'transformers'):
+        t = timed(runners[impl], args.repeats) if impl in runners else {
+            k: v for k, v in hf_run(f'b{batch}', args.new_tokens).items() if k in ('compile_s', 'run_s', 'runs_s')}
         row = dict(model=name, params=params, batch=batch, new_tokens=args.new_tokens, impl=impl, **t,
                    tokens_per_s=batch * args.new_tokens / t['run_s'])
         if impl == 'rl_reason':
           row.update(rl_reason_phases(model, ids, mask, args.new_tokens, args.temperature, args.repeats))
         elif impl == 'transformers':  # no separate phases: decode = run - (prefill + first token)
-          row['prefill_s'] = timed(transformers_fn(hf_model, ids, mask, 1, args.temperature), args.repeats)['run_s']
+          row['prefill_s'] = hf_run(f'b{batch}', 1)['run_s']
           row['decode_s'] = max(t['run_s'] - row['prefill_s'], 1e-9)
         if 'decode_s' in row:
           row['decode_flops'] = flops
@@ -272,12 +323,11 @@ def main(argv=None) -> dict[str, Any]:
       result['ratios'][f'{name}/b{batch}'] = dict(
           rl_reason_vs_transformers=rows['rl_reason']['tokens_per_s'] / rows['transformers']['tokens_per_s'],
           rl_reason_vs_no_cache=rows['rl_reason']['tokens_per_s'] / rows['rl_reason_no_cache']['tokens_per_s'])
-    ids, mask = prompts(args.per_token_batch, args.prompt_len, cfg.text.vocab_size, seed=1)
+    ids, mask = prompt_sets['per_token']
     for n in args.per_token_lengths:
       phases = rl_reason_phases(model, ids, mask, n, args.temperature, args.repeats)
-      hf_one = timed(transformers_fn(hf_model, ids, mask, 1, args.temperature), args.repeats)['run_s']
-      hf_n = timed(transformers_fn(hf_model, ids, mask, n, args.temperature), args.repeats)['run_s']
-      for impl, seconds in (('rl_reason', phases['decode_s']), ('transformers', max(hf_n - hf_one, 0.0))):
+      hf_decode = max(hf_run('per_token', n)['run_s'] - hf_run('per_token', 1)['run_s'], 0.0)
+      for impl, seconds in (('rl_reason', phases['decode_s']), ('transformers', hf_decode)):
         result['per_token_decode'].append(dict(model=name, batch=args.per_token_batch, impl=impl, new_tokens=n,
                                                per_token_ms=seconds / (n - 1) * 1e3, decode_s=seconds))
         print(f'{name:10s} b={args.per_token_batch:<3d} {impl:19s} {n:5d} tokens: {seconds / (n - 1) * 1e3:8.3f} '
@@ -310,4 +360,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 if __name__ == '__main__':
-  sys.exit(0 if main() else 1)
+  if len(sys.argv) == 3 and sys.argv[1] == '--transformers_worker':
+    transformers_worker(sys.argv[2])
+  else:
+    sys.exit(0 if main() else 1)

@@ -37,8 +37,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.model.path = ''  # a Hugging Face checkpoint directory (config.json, safetensors, tokenizer)
   c.model.dtype = 'float32'  # activation dtype: float32 | bfloat16
   c.model.param_dtype = 'float32'  # master-weight dtype
-  c.model.scan_layers = False  # scan over stacked decoder layers: compile time flat in depth
-  c.model.remat = 'none'  # decoder-layer remat in the backward pass: none | full | minimal | dots_saveable
+  c.model.scan_layers = False  # scan over stacked decoder layers (and vision blocks): compile time flat in depth
+  c.model.remat = 'none'  # layer remat (decoder and vision) in the backward pass: none | full | minimal | dots_saveable
 
   c.task = config_dict.ConfigDict()
   c.task.name = 'arithmetic'  # a task in rl_reason.tasks (its config fields follow)
@@ -103,6 +103,19 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # A curriculum from rl_reason.curricula ('' = none) and its fields, e.g. in a recipe:
   # c.curriculum = {'name': 'threshold', 'levels': ({'rows': 2}, {'rows': 3}), 'threshold': 0.8}
   c.curriculum.name = ''
+
+  c.dynamic_sampling = config_dict.ConfigDict()
+  # DAPO dynamic sampling: generate rounds of prompts, keep only groups whose completions differ in
+  # the metric (a group of equal rewards has zero advantage), until the step's prompts are filled.
+  c.dynamic_sampling.metric = ''  # '' = off | accuracy (binary, DAPO) | reward (total reward differs)
+  c.dynamic_sampling.prompts_per_round = 0  # prompts generated per round (0: prompts per step; DAPO: 3x)
+  c.dynamic_sampling.max_rounds = 10  # rounds per step at most; then dropped groups fill the batch
+  c.dynamic_sampling.fill = 'dropped'  # dropped (fill with dropped groups, counted) | error (verl)
+
+  c.shaping = config_dict.ConfigDict()
+  # Reward shaping applied after scoring, before advantages: {scheme: {fields}} from rl_reason.rewards.shapers
+  # ({} = none), e.g. in a recipe: c.shaping = {'dapo_overlong': {'cache_length': 4}}. Each scheme adds a
+  # term (lengths in tokens, groups, sampler log-probs) to the trained reward; logged task metrics stay raw.
 
   c.mesh = config_dict.ConfigDict()
   c.mesh.data = -1  # data-parallel devices (-1: all remaining)

@@ -30,14 +30,14 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.model.path = ''  # a Hugging Face checkpoint directory (config.json, safetensors, tokenizer); '' = preset
   c.model.dtype = 'float32'  # activation dtype: float32 | bfloat16
   c.model.param_dtype = 'float32'  # master-weight dtype
-  c.model.scan_layers = False  # scan over stacked decoder layers: compile time flat in depth
-  c.model.remat = 'none'  # decoder-layer remat in the backward pass: none | full | minimal | dots_saveable
+  c.model.scan_layers = False  # scan over stacked decoder layers (and vision blocks): compile time flat in depth
+  c.model.remat = 'none'  # layer remat (decoder and vision) in the backward pass: none | full | minimal | dots_saveable
 
   c.task = config_dict.ConfigDict()
   c.task.name = 'jigsaw'  # a task in rl_reason.tasks
   c.task.rows = 2  # jigsaw grid rows (m)
   c.task.cols = 2  # jigsaw grid columns (n)
-  c.task.image_size = (32, 32)  # procedural image (height, width) in pixels
+  c.task.image_size = (48, 48)  # procedural image (height, width) in pixels: 3x3 image tokens
   c.task.shuffle_mn = True  # swap rows and columns with probability 0.5 (Jigsaw-R1)
   c.task.think = True  # think mode: <think>...</think><answer>...</answer>
   c.task.prompt_style = 'compact'  # compact (few tokens, CPU) | full (Jigsaw-R1 wording)
@@ -63,7 +63,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # Advantages and updates (rl_reason.rl.advantages).
   c.rl.advantage = 'grpo'  # grpo | drgrpo | batch_std | rloo | reinforce_pp_baseline | passk | normalize_then_sum | normalize_then_mean | gdpo (per-reward columns)
   c.rl.advantage_eps = 1e-4  # std epsilon (TRL: 1e-4)
-  c.rl.num_iterations = 1  # mu: updates per rollout batch (1 = on-policy, old log-probs skipped)
+  c.rl.num_iterations = 1  # mu: epochs over each rollout batch (old log-probs skipped with 1 update per rollout)
+  c.rl.mini_batch_size = 0  # completions per optimiser step, whole groups, seeded order per epoch (0 = whole batch)
+  c.rl.grad_accum_steps = 1  # micro-batches per optimiser step (gradients summed, global normalisers)
+  c.rl.logprob_chunk_size = 0  # completion tokens per log-prob chunk, never full [B, N, V] logits (0 = off)
   # Importance ratio and surrogate (rl.ratios, rl.surrogates).
   c.rl.ratio_level = 'token'  # token | sequence (GSPO) | sequence_token (GSPO-token)
   c.rl.surrogate = 'ppo_clip'  # ppo_clip | unclipped | cispo | sapo | gpg
@@ -84,13 +87,13 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.beta_schedule_steps = 0  # length of a non-constant schedule, in RL steps
   c.rl.kl_group_factor = 'none'  # none | akf_mean_reward (UNVERIFIED GuirlVG AKF)
   c.rl.kl_group_factor_scale = 1.0  # akf_mean_reward: exp(scale * (group mean - batch mean reward))
-  c.rl.entropy_coef = 0.0  # entropy bonus coefficient (negative: entropy minimisation)
+  c.rl.entropy_coef = 0.01  # entropy bonus coefficient (negative: entropy minimisation); keeps the tiny run exploring
   # Loss weights (rl.weights).
   c.rl.token_weighting = 'none'  # none | tw_grpo (intra-group divergence position weights)
   c.rl.tw_alpha = 1.4  # tw_grpo: maximum weight (TW-GRPO script: 1.7)
   c.rl.tw_stop_gradient = True  # tw_grpo: detach the weights (the TW-GRPO code does not)
   c.rl.tw_chunk_size = 4096  # tw_grpo: vocabulary chunk of the weight computation
-  c.rl.difficulty_weight = 'none'  # none | exp | power | log (UniVG-R1 group-IoU weight; not wired yet)
+  c.rl.difficulty_weight = 'none'  # none | exp | power | log (UniVG-R1 weight from the group's mean IoU reward)
   c.rl.difficulty_power = 1.0  # power: exponent w of (1.05 - mIoU)^w
   c.rl.is_correction = 'none'  # none | token_truncate | token_mask | sequence_truncate | sequence_mask
   c.rl.is_cap_min = 0.0  # IS correction: C_min of the sampler -> trainer weight
@@ -119,7 +122,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.warmup.reference = True  # the KL reference is the policy after warm-up (else: the initial policy)
 
   c.train = config_dict.ConfigDict()
-  c.train.steps = 1500  # RL steps
+  c.train.steps = 700  # RL steps
   c.train.log_every = 1  # console / metrics.jsonl / TensorBoard cadence (steps)
   c.train.eval_every = 100  # greedy evaluation on held-out puzzles (0 = only at the end)
   c.train.eval_size = 128  # held-out puzzles per evaluation
@@ -132,13 +135,29 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # c.curriculum = {'name': 'threshold', 'levels': ({'rows': 2}, {'rows': 3}), 'threshold': 0.8}
   c.curriculum.name = ''
 
+  c.dynamic_sampling = config_dict.ConfigDict()
+  # DAPO dynamic sampling: generate rounds of prompts, keep only groups whose completions differ in
+  # the metric (a group of equal rewards has zero advantage), until the step's prompts are filled.
+  c.dynamic_sampling.metric = 'reward'  # '' = off | accuracy (binary, DAPO) | reward (total reward differs)
+  c.dynamic_sampling.prompts_per_round = 16  # prompts generated per round (0: prompts per step; DAPO: 3x)
+  c.dynamic_sampling.max_rounds = 4  # rounds per step at most; then dropped groups fill the batch
+  c.dynamic_sampling.fill = 'dropped'  # dropped (fill with dropped groups, counted) | error (verl)
+
+  c.shaping = config_dict.ConfigDict()
+  # Reward shaping applied after scoring, before advantages: {scheme: {fields}} from rl_reason.rewards.shapers
+  # ({} = none), e.g. in a recipe: c.shaping = {'dapo_overlong': {'cache_length': 4}}. Each scheme adds a
+  # term (lengths in tokens, groups, sampler log-probs) to the trained reward; logged task metrics stay raw.
+
   c.mesh = config_dict.ConfigDict()
   c.mesh.data = -1  # data-parallel devices (-1: all remaining)
   c.mesh.fsdp = 1  # parameter-sharding devices
   c.mesh.tensor = 1  # tensor-parallel devices
 
-  if arg == 'tiny_2x1':
+  if arg == 'tiny_2x1':  # the settings the end-to-end test was calibrated with
     c.task.rows, c.task.cols = 2, 1
+    c.task.image_size = (32, 32)
+    c.rl.entropy_coef = 0.0
+    c.dynamic_sampling.metric, c.dynamic_sampling.prompts_per_round, c.dynamic_sampling.max_rounds = '', 0, 10
     c.rollout.batch_size, c.rollout.num_generations = 64, 8
     c.warmup.steps = 100
     c.train.steps = 300
@@ -162,6 +181,8 @@ def _published_model(c: config_dict.ConfigDict, preset: str) -> None:
   c.rollout.max_new_tokens = 512
   c.rollout.prompt_buckets = (512, 1024)
   c.rl.beta = 0.04
+  c.rl.entropy_coef = 0.0
+  c.dynamic_sampling.metric, c.dynamic_sampling.prompts_per_round, c.dynamic_sampling.max_rounds = '', 0, 10
   c.optim.learning_rate = 1e-6
   c.optim.warmup_steps = 0
   c.optim.b2 = 0.999

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from typing import Any
 
+import jax
 from ml_collections import config_dict
 
 from rl_reason.models import config as model_config
@@ -18,7 +19,8 @@ from rl_reason.optim import OptimConfig
 from rl_reason.parallel.sharding import MeshConfig
 from rl_reason.rl.advantages import ADVANTAGE_ESTIMATORS, PER_REWARD_ESTIMATORS
 from rl_reason.rl.losses import NONE as _NONE, LossConfig
-from rl_reason import curricula, tasks
+from rl_reason import curricula, rewards, tasks
+from rl_reason.rewards import shapers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +29,8 @@ class ModelSection:
   path: str = ''
   dtype: str = 'float32'
   param_dtype: str = 'float32'
-  scan_layers: bool = False  # decoder layers stacked under jax.lax.scan (ModelConfig.scan_layers)
-  remat: str = 'none'  # decoder-layer rematerialisation policy (ModelConfig.remat; models.config.REMAT)
+  scan_layers: bool = False  # decoder layers and vision blocks under jax.lax.scan (ModelConfig.scan_layers)
+  remat: str = 'none'  # decoder-layer and vision-block remat policy (ModelConfig.remat)
 
   def __post_init__(self):
     if self.path:
@@ -101,7 +103,10 @@ class RLConfig:
 
   advantage: str = 'grpo'  # a name in rl_reason.rl.advantages.ADVANTAGE_ESTIMATORS
   advantage_eps: float = 1e-4  # std epsilon of the estimators that divide by a std
-  num_iterations: int = 1  # mu: updates per rollout batch
+  num_iterations: int = 1  # mu: epochs over each rollout batch
+  mini_batch_size: int = 0  # completions per optimiser step (whole groups); 0 = the whole rollout batch
+  grad_accum_steps: int = 1  # micro-batches per optimiser step, gradients summed in one jitted step
+  logprob_chunk_size: int = 0  # completion tokens per log-prob chunk (0 = full [B, N, V] logits)
 
   def __post_init__(self):
     if self.advantage not in ADVANTAGE_ESTIMATORS:
@@ -110,13 +115,70 @@ class RLConfig:
       raise ValueError(f'rl.advantage_eps must be >= 0, got {self.advantage_eps}')
     if self.num_iterations < 1:
       raise ValueError(f'rl.num_iterations must be >= 1, got {self.num_iterations}')
+    if self.mini_batch_size < 0:
+      raise ValueError(f'rl.mini_batch_size must be >= 0 (0 = the whole rollout batch), got {self.mini_batch_size}')
+    if self.grad_accum_steps < 1:
+      raise ValueError(f'rl.grad_accum_steps must be >= 1, got {self.grad_accum_steps}')
+    if self.logprob_chunk_size < 0:
+      raise ValueError(f'rl.logprob_chunk_size must be >= 0 (0 = off), got {self.logprob_chunk_size}')
+
+  def mini_batch(self, rollout: RolloutConfig) -> int:
+    """Completions per optimiser step."""
+    return self.mini_batch_size or rollout.batch_size
+
+  def micro_batch(self, rollout: RolloutConfig) -> int:
+    """Completions per forward/backward pass."""
+    return self.mini_batch(rollout) // self.grad_accum_steps
+
+  def optimizer_steps(self, rollout: RolloutConfig) -> int:
+    """Optimiser steps per rollout batch: mu epochs of batch / mini_batch steps."""
+    return self.num_iterations * (rollout.batch_size // self.mini_batch(rollout))
+
+
+def check_batching(rollout: RolloutConfig, rl: RLConfig, loss: LossConfig) -> None:
+  """Mini-batches hold whole groups and tile the rollout batch; micro-batches tile a mini-batch and hold
+  whole groups or a part of one group (the mesh's batch axes are checked when the mesh exists, in train)."""
+  groups, batch = rollout.num_generations, rollout.batch_size
+  mini = rl.mini_batch(rollout)
+  if mini % groups:
+    raise ValueError(f'rl.mini_batch_size {mini} must be a multiple of rollout.num_generations {groups} '
+                     '(a mini-batch holds whole groups)')
+  if batch % mini:
+    raise ValueError(f'rl.mini_batch_size {mini} must divide rollout.batch_size {batch}')
+  if mini % rl.grad_accum_steps:
+    raise ValueError(f'rl.grad_accum_steps {rl.grad_accum_steps} must divide the mini-batch of {mini} completions')
+  micro = rl.micro_batch(rollout)
+  if micro % groups and groups % micro:
+    raise ValueError(f'the micro-batch of {micro} completions (rl.mini_batch_size {mini} / rl.grad_accum_steps '
+                     f'{rl.grad_accum_steps}) must be a multiple or a divisor of rollout.num_generations {groups}')
+  if micro % groups and loss.token_weighting == 'tw_grpo':
+    raise ValueError(f'rl.token_weighting=tw_grpo compares the completions of a group, so a micro-batch must hold '
+                     f'whole groups; {micro} completions (rl.mini_batch_size / rl.grad_accum_steps) is not a '
+                     f'multiple of rollout.num_generations {groups}')
+  if rl.grad_accum_steps > 1 and loss.top_entropy_quantile < 1.0:
+    raise ValueError(f'rl.top_entropy_quantile={loss.top_entropy_quantile} takes its quantile over the whole '
+                     f'optimiser batch, which rl.grad_accum_steps={rl.grad_accum_steps} micro-batches never see at '
+                     'once; use rl.grad_accum_steps=1 with it')
+  if rl.logprob_chunk_size and loss.token_weighting == 'tw_grpo' and not loss.tw_stop_gradient:
+    raise ValueError('rl.logprob_chunk_size > 0 computes the TW-GRPO weights from detached chunk logits; '
+                     'rl.tw_stop_gradient=False needs the full logits (set rl.logprob_chunk_size=0)')
+
+
+def difficulty_iou_column(reward_names, loss: LossConfig, where: str) -> str | None:
+  """The score column that feeds batch['iou'] when rl.difficulty_weight is on (None when it is off)."""
+  if loss.difficulty_weight == _NONE:
+    return None
+  column = rewards.iou_column(reward_names)
+  if column is None:
+    raise ValueError(f'rl.difficulty_weight={loss.difficulty_weight!r} weights each group by its mean IoU, but '
+                     f'{where} has no IoU reward among its rewards {list(reward_names)} (an IoU reward: '
+                     f'{list(rewards.IOU_REWARDS)}, or a combination with one as a part)')
+  return column
 
 
 # Options rl_reason.rl implements but the training loop (train.py) does not feed yet: choosing one
 # is an error until train.py passes what the last column names (rl/learner.py lists the batch keys).
 _NOT_WIRED: tuple[tuple[str, Any, str], ...] = (
-    ('difficulty_weight', lambda rl, loss: loss.difficulty_weight != _NONE,
-     "a per-completion IoU reward [B] as batch['iou']"),
     ('kl_placement', lambda rl, loss: (loss.beta > 0 and loss.kl_placement == 'reward'
                                        and rl.advantage in PER_REWARD_ESTIMATORS),
      'a KL-in-reward rule for per-reward advantage columns (use kl_placement=loss with them)'),
@@ -181,6 +243,10 @@ class RunConfig:
   train: TrainConfig
   mesh: MeshConfig
   curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)  # {} = none
+  # DAPO dynamic sampling (over-generate, drop groups without spread, refill); None = off.
+  dynamic_sampling: curricula.dynamic_sampling.DynamicSamplingConfig | None = None
+  # Reward-shaping schemes applied between scoring and advantages (rewards.shapers); () = none.
+  shaping: tuple[shapers.Selected, ...] = ()
 
 
 def plain(value: Any) -> Any:
@@ -201,8 +267,38 @@ def _build(cls, values: dict[str, Any], section: str):
 
 
 _SECTIONS = ('seed', 'model', 'task', 'reward', 'rollout', 'rl', 'optim', 'warmup', 'train', 'mesh')
-_OPTIONAL_SECTIONS = ('curriculum',)  # {'name': '' or a registered curriculum, **its fields}
+# curriculum: {'name': '' or a registered curriculum, **its fields}; dynamic_sampling: {'metric': '' (off)
+# or accuracy | reward, **DynamicSamplingConfig fields}.
+# shaping: {registered scheme name: {its fields}} (rewards.shapers), {} = none.
+_OPTIONAL_SECTIONS = ('curriculum', 'dynamic_sampling', 'shaping')
 _LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LossConfig))
+
+
+def _dynamic_sampling(section: dict[str, Any] | None, rollout: dict[str, Any]):
+  """The dynamic_sampling section: None when off (metric ''), else a validated DynamicSamplingConfig."""
+  section = dict(section or {})
+  if not section.get('metric'):
+    defaults = dataclasses.asdict(curricula.dynamic_sampling.DynamicSamplingConfig())
+    changed = sorted(k for k, v in section.items() if k != 'metric' and defaults.get(k, object()) != v)
+    if changed:
+      raise ValueError(f'dynamic_sampling fields {changed} set but dynamic_sampling.metric is empty (off); '
+                       f'set it to one of {list(curricula.dynamic_sampling.METRICS)}')
+    return None
+  cfg = _build(curricula.dynamic_sampling.DynamicSamplingConfig, section, 'dynamic_sampling')
+  if jax.process_count() > 1:
+    raise ValueError('dynamic_sampling selects groups from this process\'s rollouts only; multi-process runs '
+                     'need the selection all-gathered (not implemented)')
+  return cfg
+
+
+def _shaping(section: dict[str, Any] | None, rollout: dict[str, Any], rl: RLConfig) -> tuple[Any, ...]:
+  """The shaping section as validated schemes; refused where the advantage stage would not see them."""
+  selected = shapers.parse(section, max_new_tokens=_build(RolloutConfig, rollout, 'rollout').max_new_tokens)
+  if selected and rl.advantage in PER_REWARD_ESTIMATORS:
+    raise ValueError(f'shaping {[s.name for s in selected]} adds terms to the summed reward, but rl.advantage='
+                     f'{rl.advantage!r} normalises each reward column on its own and would ignore them; use one of '
+                     f'{sorted(set(ADVANTAGE_ESTIMATORS) - set(PER_REWARD_ESTIMATORS))}')
+  return selected
 
 
 def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
@@ -229,6 +325,10 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
   reward_exec = _build(RewardExecConfig, reward, 'reward')
   rl_cfg, loss_cfg = _build(RLConfig, rl, 'rl'), _build(LossConfig, loss, 'rl')
   check_loop_support(rl_cfg, loss_cfg)
+  check_batching(_build(RolloutConfig, raw['rollout'], 'rollout'), rl_cfg, loss_cfg)
+  task_cfg = _build(tasks.config_class(task_name), task, 'task')
+  difficulty_iou_column(tuple(weights) or tasks.get(task_name, task_cfg).reward_names, loss_cfg,
+                        f'task {task_name!r}' if not weights else 'reward.weights')
   optim = dict(raw['optim'])
   if optim.get('total_steps', 0) == 0:
     optim['total_steps'] = raw['train']['steps']
@@ -240,9 +340,12 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
       raise ValueError(f'curriculum fields {sorted(set(curriculum) - {"name"})} given without curriculum.name '
                        f'(one of {curricula.names()})')
     curriculum = {}
+  shaping = _shaping(raw.get('shaping'), raw['rollout'], rl_cfg)
   return RunConfig(
       seed=int(raw['seed']),
       curriculum=curriculum,
+      shaping=shaping,
+      dynamic_sampling=_dynamic_sampling(raw.get('dynamic_sampling'), raw['rollout']),
       model=_build(ModelSection, raw['model'], 'model'),
       task_name=task_name,
       task=_build(tasks.config_class(task_name), task, 'task'),

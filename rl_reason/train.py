@@ -24,8 +24,8 @@ from absl import logging
 from flax import nnx
 from ml_collections import config_dict
 
-from rl_reason import checkpoint, curricula, metrics, models, optim, rewards, run_config, tasks
-from rl_reason.data import image_processor, pipeline, tokenizer as tokenizer_lib
+from rl_reason import checkpoint, curricula, metrics, models, optim, rewards, rollout as rollout_lib, run_config, tasks
+from rl_reason.data import image_processor, pipeline, processor as processor_lib, tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
@@ -97,6 +97,11 @@ class Trainer:
     if cfg.train.eval_size % divisor or cfg.warmup.batch_size % divisor:
       raise ValueError(f'train.eval_size {cfg.train.eval_size} and warmup.batch_size '
                        f'{cfg.warmup.batch_size} must be divisible by the mesh batch axes ({divisor})')
+    micro = cfg.rl.micro_batch(cfg.rollout)
+    if micro % divisor:
+      raise ValueError(f'the micro-batch of {micro} completions (rl.mini_batch_size {cfg.rl.mini_batch(cfg.rollout)}'
+                       f' / rl.grad_accum_steps {cfg.rl.grad_accum_steps}) is not divisible by the mesh batch axes '
+                       f'(data x fsdp = {divisor})')
     model = self._build_model()
     self.model_cfg = model.cfg
     special = tokenizer_lib.special_ids(self.tokenizer)
@@ -106,6 +111,12 @@ class Trainer:
     self.reward_weights = dict(cfg.reward_weights) or dict(zip(self.task.reward_names, self.task.reward_weights))
     # Summary metrics (solve rate, accuracy, format rate) by reward; logged, trained on only if weighted.
     self.metric_rewards = _metric_rewards(self.task, self.reward_weights)
+    # Reward shaping between scoring and advantages (lengths, groups, log-probs); its rewards are scored too.
+    self.shaper = rewards.shapers.Shaper(cfg.shaping)
+    if self.shaper.batch_level and jax.process_count() > 1:
+      raise ValueError(f'shaping {self.shaper.batch_level} reads statistics of the whole batch, but each process '
+                       'sees only its share; multi-process runs need them all-gathered (not implemented)')
+    self._token_texts: dict[int, str] = {}
     probe = self.task.example(0)
     self._check_rewards(self.reward_weights, self.metric_rewards, probe['meta'])
     self.curriculum = self._build_curriculum()
@@ -116,7 +127,9 @@ class Trainer:
         make_example, encoder, seed=cfg.seed, split=split, global_batch=batch,
         process_index=jax.process_index(), process_count=jax.process_count())
     # Training prompts come from the task of the current curriculum stage; eval and warm-up from the run's.
-    self.train_stream = stream('train', cfg.rollout.prompts_per_step, lambda seed: self.current[0].example(seed))
+    ds = cfg.dynamic_sampling
+    round_prompts = ds.prompts_per_round or cfg.rollout.prompts_per_step if ds else cfg.rollout.prompts_per_step
+    self.train_stream = stream('train', round_prompts, lambda seed: self.current[0].example(seed))
     self.eval_batch = stream('eval', cfg.train.eval_size).next()
     self.warmup_stream = stream('warmup', cfg.warmup.batch_size)
 
@@ -133,11 +146,13 @@ class Trainer:
     opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
     self.memory = self._memory_estimate(params, opt_state)
     logging.info('%s', self.memory.format())
-    settings = learner_lib.LearnerSettings(groups=cfg.rollout.num_generations,
-                                           temperature=cfg.rollout.temperature, loss=cfg.loss)
+    settings = learner_lib.LearnerSettings(
+        groups=cfg.rollout.num_generations, temperature=cfg.rollout.temperature, loss=cfg.loss,
+        micro_batch_size=micro if micro < cfg.rollout.batch_size else 0,
+        logprob_chunk_size=cfg.rl.logprob_chunk_size)
     self.learner = learner_lib.Learner(self.graphdef, self.rl_tx, self.sft_tx, settings,
                                        param_shardings=self.param_shardings, opt_shardings=self.opt_shardings,
-                                       replicated=self.replicated)
+                                       replicated=self.replicated, mesh=self.mesh, rules=cfg.mesh.rules)
     self.sampler = Sampler(self.graphdef, mesh=self.mesh, rules=cfg.mesh.rules)
     self.sampling = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
                                    top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, min_p=cfg.rollout.min_p,
@@ -162,12 +177,15 @@ class Trainer:
         raise ValueError(f'task {self.cfg.task_name!r} produces images but the model has no vision tower')
       return None
     path = self.cfg.model.path
-    if path and os.path.exists(os.path.join(path, 'preprocessor_config.json')):
-      # A checkpoint's own processor settings (pixel bounds, normalisation), as its HF processor uses them.
+    if path and os.path.exists(os.path.join(path, processor_lib.PREPROCESSOR_CONFIG)):
+      # A checkpoint's own processor settings (pixel bounds, normalisation); with them the numpy preprocessing
+      # gives the arrays of its HF image processor (processor_lib.hf_preprocess_images; data_hf_processor_test).
       image_cfg = image_processor.config_from_pretrained(path)
-      if (image_cfg.patch_size, image_cfg.merge_size) != (vision.patch_size, vision.spatial_merge_size):
-        raise ValueError(f'{path}: preprocessor_config.json patch/merge size {image_cfg.patch_size}/'
-                         f'{image_cfg.merge_size} != the vision tower\'s {vision.patch_size}/{vision.spatial_merge_size}')
+      ours = (image_cfg.patch_size, image_cfg.merge_size, image_cfg.temporal_patch_size)
+      tower = (vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size)
+      if ours != tower:
+        raise ValueError(f'{path}: preprocessor_config.json patch/merge/temporal patch size {ours} != the '
+                         f'vision tower\'s {tower}')
       return image_cfg
     # Room for images up to twice the task's side lengths (the processor resizes, never crops).
     pixels = max([image.shape[0] * image.shape[1] for image in probe['images']] or [1])
@@ -185,7 +203,9 @@ class Trainer:
     section = self.cfg.model
     layout = dict(scan_layers=section.scan_layers, remat=section.remat)
     if section.path:
-      self.tokenizer = tokenizer_lib.load_tokenizer(section.path)
+      # The checkpoint's own tokenizer and chat template (its processor's, when it has processor files);
+      # _image_config reads its image settings.
+      self.tokenizer = processor_lib.load_prompt_tokenizer(section.path)
       model = models.from_pretrained(section.path, dtype=section.param_dtype, mesh=self.mesh, **layout)
       if section.preset:
         _check_matches_preset(model.cfg, section.preset, section.path)
@@ -213,7 +233,7 @@ class Trainer:
 
   def _check_rewards(self, weights: dict[str, float], metric_rewards: dict[str, str], meta: dict) -> None:
     """Unknown reward names and metadata a reward needs but the task lacks fail at start-up."""
-    names = list(weights) + [r for r in metric_rewards.values() if r not in weights]
+    names = list(dict.fromkeys([*weights, *metric_rewards.values(), *self.shaper.reward_names]))
     for name in names:
       rewards.get(name)
     rewards.check_meta(names, meta)
@@ -227,7 +247,8 @@ class Trainer:
     unsupported = sorted(curriculum.controls() & {'domains', 'laser_targets'})
     if unsupported:
       raise ValueError(f'curriculum {spec.get("name")!r} controls {unsupported}, which the training loop does '
-                       'not feed yet (per-domain example generation, LASER-D length targets)')
+                       'not feed yet (per-domain example generation; LASER-D length targets: select the shaping '
+                       'scheme laser_d or laser_de, which keeps its own target updater)')
     if jax.process_count() > 1:
       raise ValueError('curricula observe this process\'s metrics only; multi-process runs need them all-gathered')
     self._task_cache = {}
@@ -271,7 +292,8 @@ class Trainer:
   def save(self) -> None:
     self.checkpointer.save(self.step, self._checkpoint_tree(),
                            meta={'step': self.step, 'data': self.train_stream.state(),
-                                 'curriculum': self.curriculum.state() if self.curriculum is not None else None},
+                                 'curriculum': self.curriculum.state() if self.curriculum is not None else None,
+                                 'shaping': self.shaper.state()},
                            config=self.raw_config)
 
   def maybe_restore(self) -> bool:
@@ -294,6 +316,7 @@ class Trainer:
     self.train_stream.restore(meta['data'])
     if self.curriculum is not None:
       self.curriculum.restore(meta['curriculum'])
+    self.shaper.restore(meta.get('shaping'))  # evolving shaping state (LASER-D targets); stateless: nothing
     logging.info('resumed from %s at step %d', self.workdir, self.step)
     return True
 
@@ -301,12 +324,18 @@ class Trainer:
   def _completion_arrays(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return (np.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(np.int32)
 
+  def _token_text(self, token: int) -> str:
+    """One token's text ('' for special tokens), cached: shaping schemes locate spans like '<answer>' by it."""
+    if token not in self._token_texts:
+      self._token_texts[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+    return self._token_texts[token]
+
   def decode(self, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
     return [self.tokenizer.decode(row[:n].tolist(), skip_special_tokens=True) for row, n in zip(tokens, lengths)]
 
   def score(self, texts: list[str], metas: list[dict], reward_weights=None, metric_rewards=None) -> dict[str, np.ndarray]:
     weights = dict(reward_weights or self.reward_weights)
-    for name in (metric_rewards or self.metric_rewards).values():
+    for name in (*(metric_rewards or self.metric_rewards).values(), *self.shaper.reward_names):
       weights.setdefault(name, 0.0)
     return rewards.score_batch(texts, metas, weights, workers=self.cfg.reward_exec.workers,
                                timeout_s=self.cfg.reward_exec.timeout_s)
@@ -353,52 +382,104 @@ class Trainer:
     t0 = time.perf_counter()
     plan = self._apply_curriculum()
     _, reward_weights, metric_rewards = self.current
-    batch = self.train_stream.next()
-    prompt = shd.host_to_global(batch.inputs, self.mesh)
-    out = self.sampler(self.state['params'], prompt, jax.random.fold_in(self.base_key, self.step), self.sampling)
-    tokens, lengths, finished = _host(out.tokens), _host(out.lengths), _host(out.finished)
-    t1 = time.perf_counter()
-    texts = self.decode(tokens, lengths)
-    metas = [e['meta'] for e in batch.examples for _ in range(groups)]
-    scores = self.score(texts, metas, reward_weights, metric_rewards)
+    times = {'time_sample': 0.0, 'time_reward': 0.0}
+    key = jax.random.fold_in(self.base_key, self.step)
+
+    def generate(round_index: int) -> rollout_lib.Rollout:
+      """The next prompts of the stream, their G completions each, scored."""
+      t0 = time.perf_counter()
+      batch = self.train_stream.next()
+      round_key = key if round_index == 0 else jax.random.fold_in(key, round_index)
+      out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), round_key, self.sampling)
+      tokens, lengths = _host(out.tokens), _host(out.lengths)
+      t1 = time.perf_counter()
+      texts = self.decode(tokens, lengths)
+      metas = [e['meta'] for e in batch.examples for _ in range(groups)]
+      scores = self.score(texts, metas, reward_weights, metric_rewards)
+      times['time_sample'] += t1 - t0
+      times['time_reward'] += time.perf_counter() - t1
+      return rollout_lib.Rollout(examples=batch.examples, tokens=tokens, logprobs=_host(out.logprobs),
+                                 lengths=lengths, finished=_host(out.finished).astype(bool), texts=texts,
+                                 scores=scores, inputs=batch.inputs)
+
+    if cfg.dynamic_sampling is None:
+      rollout = offered = generate(0)
+      sampling_metrics = {}
+    else:
+      column = 'total' if cfg.dynamic_sampling.metric == 'reward' else metric_rewards['accuracy']
+      rollout, offered, sampling_metrics = rollout_lib.dynamic_rollout(
+          generate, cfg.dynamic_sampling, cfg.rollout.prompts_per_step, column, self.pad_id)
+    inputs = rollout.inputs if rollout.inputs is not None else self.train_stream.encode(rollout.examples)
+    tokens, lengths, finished, texts, scores = (rollout.tokens, rollout.lengths, rollout.finished, rollout.texts,
+                                                rollout.scores)
     total = np.nan_to_num(scores['total'], nan=0.0)
-    group_std = total.reshape(-1, groups).std(axis=1)
+    # The advantages see the shaped reward; the logged task metrics (reward_mean, ...) stay the task's.
+    trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(
+        total=total, scores=scores, lengths=lengths, tokens=tokens, logprobs=rollout.logprobs,
+        num_generations=groups, step=self.step, token_text=self._token_text))
+    group_std = trained.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
     loss_cfg = cfg.loss
-    update_batch = shd.host_to_global(dict(prompt=batch.inputs, tokens=tokens,
+    update_batch = shd.host_to_global(dict(prompt=inputs, tokens=tokens,
                                   completion_mask=self._completion_arrays(tokens, lengths),
-                                  sampler_logprobs=_host(out.logprobs), rewards=total.astype(np.float32),
-                                  truncated=~finished.astype(bool)), self.mesh)
+                                  sampler_logprobs=rollout.logprobs, rewards=trained.astype(np.float32),
+                                  truncated=~finished), self.mesh)
     update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
     if self.state['ref_params'] is not None:
       update_batch['ref_logprobs'] = self.learner.logprobs(self.state['ref_params'], update_batch)
-    if cfg.rl.num_iterations > 1:
+    if cfg.rl.optimizer_steps(cfg.rollout) > 1:  # the policy moves during the rollout's updates
       update_batch['old_logprobs'] = self.learner.logprobs(self.state['params'], update_batch)
+    iou = run_config.difficulty_iou_column([*reward_weights, *metric_rewards.values()], loss_cfg,
+                                           f'the task of step {self.step}')
+    if iou is not None:  # UniVG-R1 difficulty weight: the per-completion IoU reward
+      update_batch['iou'] = shd.host_to_global(
+          {'iou': np.nan_to_num(scores[iou], nan=0.0).astype(np.float32)}, self.mesh)['iou']
     if loss_cfg.beta > 0 and loss_cfg.kl_placement == 'reward':
       # Advantages come from the KL-shaped rewards; the logged reward metrics stay the task's.
       update_batch['rewards'] = self._kl_shaped_rewards(update_batch)
     update_batch['advantages'] = self._advantages(scores, update_batch['rewards'])
-    for _ in range(cfg.rl.num_iterations):
-      self.state['params'], self.state['opt_state'], update = self.learner.rl_update(
-          self.state['params'], self.state['opt_state'], update_batch)
-    update = {k: float(v) for k, v in jax.device_get(update).items()}
+    update = self._update(update_batch)
     t3 = time.perf_counter()
+    # Task metrics over every offered completion: with dynamic sampling the trained batch is a biased
+    # pick (groups with a spread), so only all offered rounds together say how the policy does.
+    offered_total = np.nan_to_num(offered.scores['total'], nan=0.0)
     row = {
-        'reward_mean': float(total.mean()), 'reward_std': float(total.std()),
-        **self._summary(scores, metric_rewards),
-        'reward_failures': float(scores.get('failures', 0)),
-        **rewards.batch_metrics(scores),  # every reward and sub-score, failure and timeout counts
-        'frac_reward_zero_std': float((group_std < 1e-8).mean()),
-        'completion_length': float(lengths.mean()), 'truncated_rate': float(1 - finished.mean()),
+        'reward_mean': float(offered_total.mean()), 'reward_std': float(offered_total.std()),
+        **self._summary(offered.scores, metric_rewards),
+        'reward_failures': float(offered.scores.get('failures', 0)),
+        **rewards.batch_metrics(offered.scores),  # every reward and sub-score, failure and timeout counts
+        'frac_reward_zero_std': float((group_std < 1e-8).mean()),  # of the trained batch
+        'completion_length': float(offered.lengths.mean()), 'truncated_rate': float(1 - offered.finished.mean()),
         'sampler_compilations': self.sampler.compilations,  # bounded by the prompt buckets
-        'time_sample': t1 - t0, 'time_reward': t2 - t1, 'time_update': t3 - t2, 'time_step': t3 - t0,
+        **times, 'time_update': t3 - t2, 'time_step': t3 - t0,
+        **sampling_metrics,  # dynamic_sampling/{kept, filled, rounds, offered, dropped_*, surplus}
         **update,
     }
+    if sampling_metrics:
+      row['batch_reward_mean'] = float(total.mean())
+    row.update(shaping_metrics)  # reward_shaped_mean and shaping/<scheme>/<metric>
     if self.curriculum is not None:
       row.update(plan.metrics)
-      accuracy = np.nan_to_num(scores[metric_rewards['accuracy']], nan=0.0).reshape(-1, groups)
-      self.curriculum.observe(self.step, row, {'accuracy': accuracy, 'length': lengths.reshape(-1, groups)})
+      self.curriculum.observe(self.step, row, {'accuracy': offered.column(metric_rewards['accuracy']),
+                                               'length': offered.lengths.reshape(-1, groups)})
     return row, texts
+
+  def _update(self, update_batch: dict[str, Any]) -> dict[str, float]:
+    """mu epochs over the rollout batch, one optimiser step per mini-batch of whole groups (seeded order)."""
+    rl, rollout = self.cfg.rl, self.cfg.rollout
+    prompts = rollout.prompts_per_step
+    per_minibatch = rl.mini_batch(rollout) // rollout.num_generations
+    updates = []
+    for epoch in range(rl.num_iterations):
+      for groups in learner_lib.minibatch_groups(prompts, per_minibatch, seed=self.cfg.seed, step=self.step,
+                                                 epoch=epoch):
+        batch = (update_batch if per_minibatch == prompts else
+                 self.learner.minibatch(update_batch, jax.device_put(groups, self.replicated)))
+        self.state['params'], self.state['opt_state'], metrics = self.learner.rl_update(
+            self.state['params'], self.state['opt_state'], batch)
+        updates.append(metrics)
+    return learner_lib.combine_update_metrics(
+        [{k: float(v) for k, v in jax.device_get(u).items()} for u in updates])
 
   def _kl_shaped_rewards(self, update_batch: dict[str, Any]) -> jax.Array:
     """r - beta * sum_t KL(behaviour || reference) per completion (kl_placement = 'reward')."""

@@ -46,3 +46,20 @@ def test_sampler_benchmark_quick(tmp_path):
       assert row['per_token_ms'] >= 0, row
   for ratio in result['ratios'].values():
     assert _positive(ratio['rl_reason_vs_transformers']) and _positive(ratio['rl_reason_vs_no_cache'])
+
+
+def test_rewards_benchmark_runs_and_writes_its_table(tmp_path):
+  """benchmarks/rewards.py on a few items: one row per (case, workers), positive rates, nothing failed."""
+  out = tmp_path / 'rewards.json'
+  done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'rewards.py'), '--items', '16',
+                         '--repeats', '1', '--workers', '0,1', '--cases', 'jigsaw_grid,math_equiv_latex',
+                         '--out', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  assert 'items/s' in done.stdout
+  result = json.loads(out.read_text())
+  assert result['settings']['items'] == 16 and result['settings']['workers'] == [0, 1]
+  assert [(r['case'], r['workers']) for r in result['results']] == [
+      ('jigsaw_grid', 0), ('jigsaw_grid', 1), ('math_equiv_latex', 0), ('math_equiv_latex', 1)]
+  for row in result['results']:
+    assert row['items'] == 16 and len(row['runs_s']) == 1
+    assert _positive(row['items_per_s']) and _positive(row['median_s']) and _positive(row['first_call_s'])

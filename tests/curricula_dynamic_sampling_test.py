@@ -41,7 +41,7 @@ def test_one_round_with_enough_mixed_groups():
   assert result.metrics == {'dynamic_sampling/kept': 2.0, 'dynamic_sampling/filled': 0.0,
                             'dynamic_sampling/rounds': 1.0, 'dynamic_sampling/offered': 5.0,
                             'dynamic_sampling/dropped_all_correct': 1.0, 'dynamic_sampling/dropped_all_wrong': 1.0,
-                            'dynamic_sampling/surplus': 1.0}
+                            'dynamic_sampling/dropped_uniform': 0.0, 'dynamic_sampling/surplus': 1.0}
 
 
 def test_refill_rounds_until_the_batch_is_full():
@@ -93,7 +93,7 @@ def test_fill_error_and_not_enough_dropped():
     ds.DynamicSamplingConfig(fill='pad')
   assert ds.make_config({'max_rounds': 3}) == ds.DynamicSamplingConfig(max_rounds=3)
   assert ds.make_config(None) == ds.DynamicSamplingConfig()
-  with pytest.raises(ValueError, match=r"unknown config keys \['rounds'\]; valid keys: \['max_rounds', 'fill'\]"):
+  with pytest.raises(ValueError, match=r"unknown config keys \['rounds'\]; valid keys: \['metric', 'prompts_per_round', 'max_rounds', 'fill'\]"):
     ds.make_config({'rounds': 3})
 
 
@@ -124,3 +124,23 @@ def test_driven_like_the_loop_is_deterministic_and_keeps_only_mixed_groups():
   assert offered == 12 * m['dynamic_sampling/rounds']
   assert m['dynamic_sampling/kept'] + m['dynamic_sampling/surplus'] + m['dynamic_sampling/dropped_all_correct'] + \
       m['dynamic_sampling/dropped_all_wrong'] == offered
+
+
+def test_graded_metric_keeps_groups_with_any_spread():
+  values = [[0.5, 0.5, 0.5], [0.25, 0.5, 0.5], [1.0, 1.0, 1.0], [0.0, 0.0, 0.75]]
+  np.testing.assert_array_equal(ds.classify_groups(values, binary=False), [ds.UNIFORM, ds.MIXED, ds.UNIFORM, ds.MIXED])
+  with pytest.raises(ValueError, match='0/1'):  # graded values under the binary metric
+    ds.classify_groups(values)
+  with pytest.raises(ValueError, match='finite'):
+    ds.classify_groups([[0.5, np.nan]], binary=False)
+  sampler = ds.DynamicSampler(num_groups=3, cfg=ds.DynamicSamplingConfig(metric='reward', max_rounds=2))
+  offer = sampler.offer(values)
+  np.testing.assert_array_equal(offer.keep, [1, 3])
+  np.testing.assert_array_equal(offer.reserve, [0, 2])  # dropped groups held for a fill
+  sampler.offer([[0.1, 0.1], [0.3, 0.2]])
+  result = sampler.finalize()
+  assert result.groups == ((0, 1), (0, 3), (1, 1)) and result.filled == ()
+  assert result.metrics['dynamic_sampling/dropped_uniform'] == 3.0
+  assert result.metrics['dynamic_sampling/dropped_all_correct'] == 0.0
+  with pytest.raises(ValueError, match="metric 'acc' unknown"):
+    ds.DynamicSamplingConfig(metric='acc')

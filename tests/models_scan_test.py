@@ -1,8 +1,9 @@
-"""Scanned decoder layers (scan_layers) and rematerialisation (remat) against the plain layer stack.
+"""Scanned decoder layers and vision blocks (scan_layers) and rematerialisation (remat) against plain stacks.
 
-A scanned model gets the plain model's weights stacked over layers; logits, gradients (under
-every remat policy), the KV-cache prefill/decode path and greedy sampling must agree, and a
-Hugging Face checkpoint must load into the stacked layout (and save back out of it).
+A scanned model gets the plain model's weights stacked over layers (and over vision blocks);
+logits, image embeddings, gradients (under every remat policy), the KV-cache prefill/decode path
+and greedy sampling must agree, and a Hugging Face checkpoint must load into the stacked layout
+(and save back out of it), for a text model and for Qwen2.5-VL.
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ import transformers
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+import models_hf_test  # tiny random Qwen2.5-VL checkpoints and their inputs
 from models_qwen2_5_vl_test import IMAGE, VISION_START, VOCAB as VL_VOCAB
 from models_qwen2_5_vl_test import _batch as vl_batch  # rows: 2 images, 1 image, text only
 from rl_reason import models, sampling
@@ -40,18 +42,26 @@ def _config(case: str, layers: int = 3, **model_fields) -> model_config.ModelCon
   return model_config.ModelConfig(text=model_config.TextConfig(**text), **model_fields)
 
 
+def _stack_into(stacked: nnx.Module, plain_list) -> None:
+  """Sets a scanned stack's [L, ...] params to the plain list's (slice i = module i); values only, so
+  the LAYERS axis metadata stays."""
+  plain_modules = [dict(nnx.to_flat_state(nnx.state(module, nnx.Param))) for module in plain_list]
+  for path, var in nnx.to_flat_state(nnx.state(stacked, nnx.Param)):
+    var.set_value(jnp.stack([module[path].get_value() for module in plain_modules]))
+
+
 def _scanned_copy(plain: models.Model, remat: str = 'none') -> models.Model:
   """A scan_layers model holding the plain model's weights (layer i = slice i of the stacked params)."""
   scanned = models.create(plain.cfg.replace(scan_layers=True, remat=remat), seed=123)
-  plain_layers = [dict(nnx.to_flat_state(nnx.state(layer, nnx.Param))) for layer in plain.decoder.layers]
-  for path, var in nnx.to_flat_state(nnx.state(scanned.decoder.layers, nnx.Param)):  # values only: keep the LAYERS axis
-    var.set_value(jnp.stack([layer[path].get_value() for layer in plain_layers]))
+  _stack_into(scanned.decoder.layers, plain.decoder.layers)
   scanned.decoder.embed_tokens.set_value(plain.decoder.embed_tokens.get_value())
   nnx.update(scanned.decoder.norm, nnx.state(plain.decoder.norm))
   if plain.decoder.lm_head is not None:
     nnx.update(scanned.decoder.lm_head, nnx.state(plain.decoder.lm_head))
   if plain.visual is not None:
-    nnx.update(scanned.visual, nnx.state(plain.visual))
+    _stack_into(scanned.visual.blocks, plain.visual.blocks)
+    for name in ('patch_embed', 'merger'):
+      nnx.update(getattr(scanned.visual, name), nnx.state(getattr(plain.visual, name)))
   return scanned
 
 
@@ -241,6 +251,147 @@ def test_vision_language_model_scanned_equals_plain():
   got = np.asarray(models.forward(scanned, ids, mask, pixel_values=pixels, image_grid_thw=grids))
   real = mask.astype(bool)
   np.testing.assert_allclose(got[real], expected[real], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- vision blocks, scanned
+
+_VISION = {
+    # Window blocks around a full-attention block: under scan each block picks its segments by flag.
+    'qwen2_5_vl': dict(model_type='qwen2_5_vl', depth=3, hidden_size=32, intermediate_size=40, num_heads=2,
+                       patch_size=4, window_size=16, fullatt_block_indexes=(1,), out_hidden_size=48),
+    # LayerNorm and a plain MLP; every block full attention.
+    'qwen2_vl': dict(model_type='qwen2_vl', depth=3, hidden_size=32, intermediate_size=64, num_heads=2,
+                     patch_size=4, window_size=None, fullatt_block_indexes=(), hidden_act='quick_gelu',
+                     out_hidden_size=48),
+}
+
+
+def _vl_config(tower: str, **model_fields) -> model_config.ModelConfig:
+  return model_config.ModelConfig(
+      text=model_config.TextConfig(vocab_size=VL_VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0,
+                                   mrope_section=(2, 2, 2)),
+      vision=model_config.VisionConfig(**_VISION[tower]), image_token_id=IMAGE, vision_start_token_id=VISION_START,
+      **model_fields)
+
+
+def _vision_inputs(cfg: model_config.ModelConfig):
+  ids, mask, pixels, grids = vl_batch()
+  return models.prepare_inputs(cfg, ids, mask, pixels, grids)['vision']
+
+
+def _image_embeds(model: models.Model, vision) -> np.ndarray:
+  graphdef, state = nnx.split(model)
+  return np.asarray(jax.jit(lambda state, vision: nnx.merge(graphdef, state).encode_images(vision))(state, vision))
+
+
+@pytest.mark.parametrize('tower', list(_VISION))
+def test_scanned_vision_tower_equals_plain(tower):
+  plain = models.create(_vl_config(tower), seed=1)
+  scanned = _scanned_copy(plain)
+  blocks = scanned.visual.blocks
+  depth = plain.cfg.vision.depth
+  assert blocks.attn.qkv.kernel.shape == (depth, *plain.visual.blocks[0].attn.qkv.kernel.shape)
+  assert blocks.attn.qkv.kernel.get_metadata()['logical_axes'] == (shd.LAYERS, shd.EMBED, shd.HEADS)
+  assert models.param_count(scanned) == models.param_count(plain)
+  vision = _vision_inputs(plain.cfg)
+  expected = _image_embeds(plain, vision)
+  got = _image_embeds(scanned, vision)
+  assert expected.shape == got.shape and np.abs(expected).max() > 1e-2
+  np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=tower)
+  if tower == 'qwen2_5_vl':
+    # The per-block flag matters: the same weights with every block full attention give other embeddings.
+    all_full = plain.cfg.replace(vision=dataclasses.replace(plain.cfg.vision, fullatt_block_indexes=(0, 1, 2)))
+    assert np.abs(_image_embeds(models.create(all_full, seed=1), vision) - expected).max() > 1e-3
+    assert scanned.visual.full_attention() == (False, True, False)
+  else:
+    assert scanned.visual.full_attention() == (True,) * depth
+
+
+def _vision_loss(model: models.Model, vision):
+  graphdef, params = nnx.split(model, nnx.Param)
+  shape = jax.eval_shape(lambda p: nnx.merge(graphdef, p).encode_images(vision), params).shape
+  weights = jax.random.normal(jax.random.key(1), shape)
+
+  def loss(params):
+    return jnp.sum(nnx.merge(graphdef, params).encode_images(vision) * weights)
+
+  return loss, params
+
+
+@pytest.fixture(scope='module')
+def vision_gradients():
+  """The plain tower's loss and vision gradients, stacked as blocks.X [depth, ...] (computed once)."""
+  plain = models.create(_vl_config('qwen2_5_vl'), seed=1)
+  vision = _vision_inputs(plain.cfg)
+  loss, params = _vision_loss(plain, vision)
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  depth = plain.cfg.vision.depth
+  expected = {}
+  for path, grad in nnx.to_flat_state(grads['visual']):  # blocks.{i}.X -> blocks.X [depth, ...]
+    path, grad = [str(p) for p in path], np.asarray(grad.get_value())
+    if path[0] == 'blocks':
+      expected.setdefault('.'.join(['blocks'] + path[2:]), [None] * depth)[int(path[1])] = grad
+    else:
+      expected['.'.join(path)] = grad
+  return plain, vision, value, {k: np.stack(v) if isinstance(v, list) else v for k, v in expected.items()}
+
+
+@pytest.mark.parametrize('remat', model_config.REMAT)
+def test_scanned_vision_gradients_equal_plain_under_every_remat(remat, vision_gradients):
+  plain, vision, value, expected = vision_gradients
+  scanned_loss, scanned_params = _vision_loss(_scanned_copy(plain, remat), vision)
+  got_value, got_grads = jax.jit(jax.value_and_grad(scanned_loss))(scanned_params)
+  got = {'.'.join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(got_grads['visual'])}
+  assert set(got) == set(expected)
+  np.testing.assert_allclose(got_value, value, rtol=1e-5)
+  for key in expected:
+    np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
+  assert np.abs(expected['blocks.attn.qkv.kernel']).max() > 0
+
+  # The option is really applied: one scan over the blocks, holding one checkpoint with the policy.
+  eqns = list(_all_eqns(jax.make_jaxpr(scanned_loss)(scanned_params).jaxpr))
+  assert [e.params['length'] for e in eqns if e.primitive.name == 'scan'] == [plain.cfg.vision.depth]
+  policies = [e.params['policy'] for e in eqns if e.primitive.name in ('checkpoint', 'remat2', 'remat')]
+  assert policies == ([] if remat == 'none' else [decoder_lib.REMAT_POLICIES[remat]])
+  # Unrolled blocks: one checkpoint per block (traced only; the policies' gradients are JAX's).
+  unrolled_loss, unrolled_params = _vision_loss(models.create(plain.cfg.replace(remat=remat), seed=1), vision)
+  policies = [e.params['policy'] for e in _all_eqns(jax.make_jaxpr(unrolled_loss)(unrolled_params).jaxpr)
+              if e.primitive.name in ('checkpoint', 'remat2', 'remat')]
+  assert policies == ([] if remat == 'none' else [decoder_lib.REMAT_POLICIES[remat]] * plain.cfg.vision.depth)
+
+
+def test_from_pretrained_vision_language_into_the_scanned_layout(tmp_path):
+  """Qwen2.5-VL: decoder layers and vision blocks stacked on load, logits as transformers', saved back out."""
+  hf, path = models_hf_test._vl_hf(tmp_path)  # pylint: disable=protected-access
+  mesh = shd.make_mesh(shd.MeshConfig(data=1, fsdp=2, tensor=2), jax.devices()[:4])
+  ours = models.from_pretrained(path, mesh=mesh, scan_layers=True, remat='full')
+  qkv = ours.visual.blocks.attn.qkv.kernel.get_value()
+  assert qkv.shape == (2, 32, 96) and qkv.sharding.spec == PartitionSpec(None, 'fsdp', 'tensor')
+  state = {convert.canonical_hf_name(k): v.detach().numpy() for k, v in hf.state_dict().items()}
+  for i in range(2):  # block i of the stack is checkpoint block i, transposed to [in, out]
+    np.testing.assert_array_equal(np.asarray(qkv[i]), state[f'visual.blocks.{i}.attn.qkv.weight'].T)
+  ids, mask, pixels, grids = models_hf_test._vl_inputs()  # pylint: disable=protected-access
+  got = np.asarray(models.forward(ours, ids, mask, pixel_values=pixels, image_grid_thw=grids))
+  real = mask.astype(bool)
+  hf_logits = models_hf_test._hf_logits  # pylint: disable=protected-access
+  assert np.abs(got[real] - hf_logits(hf, ids, mask, pixels, grids)[real]).max() < 1e-4
+
+  out = str(tmp_path / 'ours')
+  models.save_pretrained(ours, out)
+  reloaded = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(out).eval()
+  assert np.abs(got[real] - hf_logits(reloaded, ids, mask, pixels, grids)[real]).max() < 1e-4
+  again = models.from_pretrained(out, scan_layers=True)
+  np.testing.assert_array_equal(np.asarray(again.visual.blocks.attn.qkv.kernel.get_value()), np.asarray(qkv))
+
+  # A bad block tensor is named with the stacked parameter and its block index.
+  target = models.create_abstract(ours.cfg)
+  broken = dict(state, **{'visual.blocks.1.norm2.weight': np.zeros(3, np.float32)})
+  with pytest.raises(ValueError, match=r'visual.blocks.1.norm2.weight.*visual.blocks.norm2.weight\[1\]'):
+    convert.load_hf_tensors(target, broken)
+  del broken['visual.blocks.1.norm2.weight']
+  with pytest.raises(ValueError, match=r'missing \[.visual.blocks.1.norm2.weight.\]'):
+    convert.load_hf_tensors(target, broken)
 
 
 def test_remat_is_read_per_call_and_scan_layers_is_the_layout():

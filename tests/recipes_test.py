@@ -57,10 +57,17 @@ PAPER = {
         task='gui', rewards={'ui_action_type': 1.0, 'ui_coord': 1.0, 'think_answer_format': 1.0}, rl=_TRL_GRPO,
         task_fields=dict(think=True), real={'qwen2_5_vl_3b': _real(1e-6, 16, 8, 1024, 1.0, 500)}),
     'ui_r1_e': dict(
-        task='gui', rewards={'ui_action_type': 1.0, 'ui_coord': 1.0}, rl=_TRL_GRPO,
-        task_fields=dict(think=False), real={'qwen2_5_vl_3b': _real(1e-6, 16, 8, 1024, 1.0, 500)}),
+        # Stage 1 is UI-R1 (think, R_T + R_C + R_F) with DAST until the switch, then stage 2 without thinking.
+        task='gui', rewards={'ui_action_type': 1.0, 'ui_coord': 1.0, 'think_answer_format': 1.0}, rl=_TRL_GRPO,
+        task_fields=dict(think=True), real={'qwen2_5_vl_3b': _real(1e-6, 16, 8, 1024, 1.0, 500)},
+        curriculum={arg: ('staged', {'boundaries': (switch,), 'stages': ({'overrides': {'think': True}},
+                                                                          {'overrides': {'think': False}})})
+                    for arg, switch in (('tiny', 100), ('qwen2_5_vl_3b', 250))},
+        shaping={arg: {'dast': dict(full_reward=3.0, a=-0.5, b=0.5, max_length=n, end_step=switch)}
+                 for arg, n, switch in (('tiny', 56, 100), ('qwen2_5_vl_3b', 1024, 250))}),
     'univg_r1': dict(
-        task='grounding', rewards={'iou_box_inclusive': 1.0, 'univg_format': 1.0}, rl=_TRL_GRPO,
+        task='grounding', rewards={'iou_box_inclusive': 1.0, 'univg_format': 1.0},
+        rl=dict(_TRL_GRPO, difficulty_weight='exp'),
         task_fields=dict(answer='box', think=True), real={'qwen2_5_vl_7b': _real(1e-6, 16, 8, 256, 0.9, 1000)}),
     'guirlvg': dict(
         task='grounding', rewards={'point_in_box': 1.0, 'answer_type_format': 1.0},
@@ -99,7 +106,11 @@ PAPER = {
     'laser': dict(
         task='arithmetic', rewards={'laser_correctness': 1.0},
         rl=dict(_VERL, eps_high=0.28, beta=1e-3, kl_estimator='k3', kl_placement='loss'),
-        task_fields=dict(think=True), real={'qwen2_5_1_5b': _real(1e-6, 128, 8, 16384, 0.6, 500)}),
+        task_fields=dict(think=True), real={'qwen2_5_1_5b': _real(1e-6, 128, 8, 16384, 0.6, 500)},
+        # LASER-D: alpha 0.5 for C = +1 within the bucket's target; the scripts' 4096..16384 by 1024, every 20 steps.
+        shaping={arg: {'laser_d': dict(correct='laser_correctness', correct_at=1.0, alpha=0.5, lower_bound=low,
+                                       upper_bound=high, interval=step, update_every=20)}
+                 for arg, low, high, step in (('tiny', 4, 16, 4), ('qwen2_5_1_5b', 4096, 16384, 1024))}),
     'lmm_r1': dict(
         task='arithmetic', rewards={'math_equiv': 1.0},
         rl=dict(advantage='reinforce_pp_baseline', eps_low=0.2, eps_high=0.2, beta=1e-3, kl_estimator='k3',
@@ -107,7 +118,10 @@ PAPER = {
         task_fields=dict(think=True), real={'qwen2_5_vl_3b': _real(4e-7, 256, 16, 4096, 1.0, 313)}),
     'dapo_math': dict(
         task='arithmetic', rewards={'math_equiv': 1.0}, rl=dict(_VERL, eps_high=0.28, beta=0.0),
-        task_fields=dict(think=True), real={'qwen2_5_7b': _real(1e-6, 512, 16, 20480, 1.0, 500)}),
+        task_fields=dict(think=True), real={'qwen2_5_7b': _real(1e-6, 512, 16, 20480, 1.0, 500)},
+        # Soft overlong punishment: L_max = the response cap, L_cache 4096 (tiny: 16 // 5).
+        shaping={'tiny': {'dapo_overlong': dict(max_length=16, cache_length=3, penalty_factor=1.0)},
+                 'qwen2_5_7b': {'dapo_overlong': dict(max_length=20480, cache_length=4096, penalty_factor=1.0)}}),
     'docthinker': dict(
         task='grounding', rewards={'iou_box': 1.0, 'answer_type_format': 1.0}, rl=_TRL_GRPO,
         task_fields=dict(answer='box', think=True), real={'qwen2_5_vl_7b': _real(1e-6, 16, 8, 1024, 1.0, 500)}),
@@ -170,6 +184,14 @@ def test_recipe_builds_with_the_papers_settings(name, arg):
       assert (cfg.task.n_sat, cfg.task.k, cfg.task.l) == spec['levels'][0]  # the run starts at level 0
     else:
       assert {k: cfg.curriculum[k] for k in spec} == spec
+  shaping = paper.get('shaping', {}).get(arg, {})
+  assert {s.name for s in cfg.shaping} == set(shaping), name
+  for selected in cfg.shaping:
+    for key, value in shaping[selected.name].items():
+      got = selected.end_step if key == 'end_step' else getattr(selected.config, key)
+      assert got == value, (name, selected.name, key)
+    if 'end_step' not in shaping[selected.name]:
+      assert selected.end_step == 0, (name, selected.name)
   if arg == 'tiny':
     images = bool(tasks.get(cfg.task_name, cfg.task).example(0)['images'])
     assert cfg.model.preset == ('tiny_vl' if images else 'tiny_lm') and cfg.warmup.steps > 0
@@ -191,6 +213,12 @@ def test_dapo_math_has_the_objective_of_the_dapo_recipe():
   for arg in _load('dapo_math').ARGS:
     dapo_math = run_config.from_config_dict(_load('dapo_math').get_config(arg))
     assert (dapo_math.loss, dapo_math.rl.advantage) == (dapo.loss, dapo.rl.advantage)
+  # The same overlong punishment: L_max the response cap, L_cache a fifth of it (DAPO's 4096 / 20480).
+  for arg in ('tiny', 'tiny_2x1', 'qwen2_5_vl_3b'):
+    (overlong,) = run_config.from_config_dict(_load('dapo').get_config(arg)).shaping
+    cap = run_config.from_config_dict(_load('dapo').get_config(arg)).rollout.max_new_tokens
+    assert overlong.name == 'dapo_overlong' and overlong.end_step == 0
+    assert (overlong.config.max_length, overlong.config.cache_length) == (cap, cap // 5)
 
 
 @pytest.mark.parametrize('name', RECIPES)

@@ -50,12 +50,83 @@ def test_config_defaults_equal_the_dataclass_defaults():
 
 
 @pytest.mark.parametrize('rl,message', [
-    (dict(difficulty_weight='exp'), r"batch\['iou'\]"),
     (dict(advantage='gdpo', kl_placement='reward'), 'per-reward advantage columns'),
 ])
 def test_options_the_loop_cannot_feed_are_refused(rl, message):
   with pytest.raises(ValueError, match=message):
     _run_config(**rl)
+
+
+def _grounding(answer='box', weights=None, **rl):
+  config = vlm_grpo.get_config()
+  with config.unlocked():
+    config.task = {'name': 'grounding', 'answer': answer}
+    config.reward.weights = weights or {}
+  for key, value in rl.items():
+    setattr(config.rl, key, value)
+  return run_config.from_config_dict(config)
+
+
+@pytest.mark.parametrize('kind', sorted(weights.DIFFICULTY_WEIGHTS))
+def test_difficulty_weight_needs_an_iou_reward(kind):
+  """The loop feeds batch['iou'] from the task's IoU reward column; a task without one is refused at config time."""
+  with pytest.raises(ValueError, match=r"rl.difficulty_weight=.*no IoU reward among its rewards \['jigsaw_format'"):
+    _run_config(difficulty_weight=kind)
+  with pytest.raises(ValueError, match=r"task 'grounding' has no IoU reward.*'point_in_box'"):
+    _grounding(answer='point', difficulty_weight=kind)  # GuirlVG points: point-in-box, not an IoU
+  assert _grounding(difficulty_weight=kind).loss.difficulty_weight == kind
+  loss = _grounding(difficulty_weight=kind).loss
+  assert run_config.difficulty_iou_column(['univg_format', 'iou_box_inclusive'], loss, 'x') == 'iou_box_inclusive'
+  # Configured weights replace the task's; a combination's IoU part (its sub-score column) counts.
+  assert _grounding(weights={'univg_r1': 1.0}, difficulty_weight=kind).loss.difficulty_weight == kind
+  with pytest.raises(ValueError, match='reward.weights has no IoU reward'):
+    _grounding(weights={'univg_format': 1.0}, difficulty_weight=kind)
+
+
+@pytest.mark.parametrize('rl,rollout,message', [
+    (dict(mini_batch_size=12), {}, r'rl.mini_batch_size 12 must be a multiple of rollout.num_generations 16'),
+    (dict(mini_batch_size=48), {}, r'rl.mini_batch_size 48 must divide rollout.batch_size 128'),
+    (dict(mini_batch_size=32, grad_accum_steps=3), {}, r'rl.grad_accum_steps 3 must divide the mini-batch of 32'),
+    (dict(mini_batch_size=48, grad_accum_steps=4), dict(batch_size=96, num_generations=8),
+     r'micro-batch of 12 completions .* must be a multiple or a divisor of rollout.num_generations 8'),
+    (dict(grad_accum_steps=16, token_weighting='tw_grpo'), {}, r'tw_grpo .* micro-batch must hold whole groups'),
+    (dict(grad_accum_steps=2, top_entropy_quantile=0.2), {}, r'rl.top_entropy_quantile=0.2 .* rl.grad_accum_steps=2'),
+    (dict(logprob_chunk_size=8, token_weighting='tw_grpo', tw_stop_gradient=False), {},
+     r'rl.tw_stop_gradient=False needs the full logits'),
+    (dict(mini_batch_size=-1), {}, r'rl.mini_batch_size must be >= 0'),
+    (dict(grad_accum_steps=0), {}, r'rl.grad_accum_steps must be >= 1'),
+    (dict(logprob_chunk_size=-2), {}, r'rl.logprob_chunk_size must be >= 0'),
+], ids=str)
+def test_bad_batching_combinations_are_config_errors(rl, rollout, message):
+  config = vlm_grpo.get_config()  # 128 completions, G = 16
+  config.rollout.update(rollout)
+  config.rl.update(rl)
+  with pytest.raises(ValueError, match=message):
+    run_config.from_config_dict(config)
+
+
+@pytest.mark.parametrize('rl,steps,micro', [
+    (dict(), 1, 128),
+    (dict(num_iterations=2), 2, 128),
+    (dict(mini_batch_size=32, num_iterations=3), 12, 32),
+    (dict(mini_batch_size=64, grad_accum_steps=4), 2, 16),
+    (dict(grad_accum_steps=32), 1, 4),  # a quarter of a group per micro-batch
+], ids=str)
+def test_batching_options_are_accepted(rl, steps, micro):
+  cfg = _run_config(**rl)
+  assert cfg.rl.optimizer_steps(cfg.rollout) == steps and cfg.rl.micro_batch(cfg.rollout) == micro
+
+
+def test_micro_batch_not_divisible_by_the_mesh_batch_axes_is_an_error():
+  from rl_reason import train  # pylint: disable=g-import-not-at-top
+  config = vlm_grpo.get_config()
+  config.rollout.batch_size, config.rollout.num_generations = 16, 4
+  config.rl.grad_accum_steps = 8  # micro-batches of 2 completions
+  config.mesh.data, config.mesh.fsdp = 4, 2
+  config.train.eval_size = config.warmup.batch_size = 16
+  with pytest.raises(ValueError, match=r'micro-batch of 2 completions .* not divisible by the mesh batch axes '
+                                       r'\(data x fsdp = 8\)'):
+    train.Trainer(run_config.from_config_dict(config), {}, '/tmp/unused')
 
 
 WIRED = [
@@ -77,6 +148,7 @@ WIRED = [
     dict(beta_schedule='linear', beta_final=0.01, beta_schedule_steps=100),
     dict(kl_group_factor='akf_mean_reward'),
     dict(mask_truncated_completions=True),
+    dict(mini_batch_size=32, num_iterations=2, grad_accum_steps=4, logprob_chunk_size=8),
 ]
 
 
@@ -142,3 +214,70 @@ def test_the_loop_trains_with_the_wired_options(tmp_path):
               'sampler_logprob_diff_max'):
     assert key in rows[-1], key
   assert 0 < rows[-1]['entropy_kept_frac'] < 1
+
+
+@pytest.mark.slow
+def test_the_loop_runs_minibatch_epochs_with_accumulation_and_the_difficulty_weight(tmp_path):
+  """UniVG-R1 tiny: mu = 2 epochs of 2 mini-batches (4 optimiser steps per rollout, old log-probs computed
+  once), 2 micro-batches each, chunked log-probs; batch['iou'] is the task's IoU reward column."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from rl_reason import train  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'recipes', 'univg_r1.py')
+  spec = importlib.util.spec_from_file_location('univg_r1_recipe', path)
+  recipe = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(recipe)
+  config = recipe.get_config('tiny')
+  config.warmup.steps = 2
+  config.warmup.batch_size = 8
+  config.rollout.batch_size = 16
+  config.rollout.num_generations = 4
+  config.rollout.max_new_tokens = 12
+  config.train.steps = 2
+  config.train.eval_every = 0
+  config.train.eval_size = 8
+  config.train.sample_every = 0
+  config.train.checkpoint_every = 2
+  config.rl.num_iterations = 2
+  config.rl.mini_batch_size = 8
+  config.rl.grad_accum_steps = 2
+  config.rl.logprob_chunk_size = 5
+  config.mesh.data, config.mesh.tensor = 4, 2  # micro-batches of 4 completions over 4 batch shards
+  cfg = run_config.from_config_dict(config)
+  assert cfg.loss.difficulty_weight == 'exp'
+  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
+  calls = {'logprobs': 0, 'rl_update': 0, 'minibatch': 0}
+  ious, fed = [], []
+
+  def spy(name, record=None):
+    inner = getattr(trainer.learner, name)
+
+    def wrapped(*args):
+      calls[name] += 1
+      if record is not None:
+        record(*args)
+      return inner(*args)
+    setattr(trainer.learner, name, wrapped)
+
+  spy('logprobs')
+  spy('rl_update')
+  spy('minibatch', lambda batch, groups: fed.append(np.asarray(jax.device_get(batch['iou']))))
+  score = trainer.score
+
+  def scored(texts, metas, *args):
+    scores = score(texts, metas, *args)
+    if len(texts) == cfg.rollout.batch_size:
+      ious.append(np.nan_to_num(scores['iou_box_inclusive'], nan=0.0))
+    return scores
+  trainer.score = scored
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert [r['step'] for r in rows] == [1, 2]
+  assert calls == {'logprobs': 2 * 2, 'rl_update': 2 * 4, 'minibatch': 2 * 4}  # ref + old; mu * 2 mini-batches
+  for step, iou in enumerate(ious):
+    for fed_iou in fed[4 * step:4 * step + 4]:
+      np.testing.assert_allclose(fed_iou, iou, rtol=1e-6)
+  for row in rows:
+    assert row['optimizer_steps'] == 4 and np.isfinite(row['loss']) and np.isfinite(row['grad_norm'])
+    assert 1.0 <= row['sequence_weight_mean'] <= np.e  # exp(1 - mIoU), mIoU in [0, 1]

@@ -132,6 +132,31 @@ def test_completion_logprobs_match_full_forward():
     np.testing.assert_allclose(got[row], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize('scan_layers', [False, True])
+def test_shared_prompt_pass_equals_one_pass_in_value_and_gradient(scan_layers):
+  """One prompt pass per prompt with its KV cache fanned out to G rows == G full passes (the learner's path)."""
+  cfg = _cfg().replace(scan_layers=scan_layers)
+  graphdef, params = nnx.split(models.create(cfg, seed=5))
+  batch = jax.tree.map(jnp.asarray, _batch(cfg, prompts=3, new_tokens=6, seed=2))
+  weights = jax.random.normal(jax.random.key(0), (3 * GROUPS, 6, cfg.text.hidden_size))
+
+  def objective(hidden_fn):
+    def f(params):
+      hidden = hidden_fn(nnx.merge(graphdef, params), batch, GROUPS)
+      return jnp.sum(hidden * weights), hidden
+    return jax.jit(jax.value_and_grad(f, has_aux=True))
+
+  (value, shared), grads = objective(learner_lib._shared_prompt_hidden)(params)
+  (value_ref, one_pass), grads_ref = objective(learner_lib._one_pass_hidden)(params)
+  np.testing.assert_allclose(shared, one_pass, atol=2e-5)
+  np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+  for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(grads_ref)):
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4, err_msg=jax.tree_util.keystr(path))
+  # The vision tower gets its gradient through the shared pass too.
+  assert any(np.abs(np.asarray(g)).max() > 0 for p, g in jax.tree_util.tree_leaves_with_path(grads)
+             if 'visual' in jax.tree_util.keystr(p))
+
+
 def test_update_wires_the_loss_options_it_can_feed():
   """TW-GRPO weights from the logits, sampler IS correction, top-entropy tokens: the jitted update's loss and
   gradient equal policy_loss called by hand with the same inputs."""

@@ -225,6 +225,9 @@ def policy_loss(lp, old, ref, adv, mask, cfg, entropy=None, sampler=None, token_
     gap = np.abs(old - sampler)
     metrics['sampler_logprob_diff_mean'] = _masked_mean(gap, mask)
     metrics['sampler_logprob_diff_max'] = gap[mask > 0].max() if mask.any() else 0.0
+    raw = np.exp(np.clip(old - sampler, -20.0, 20.0))
+    metrics.update(is_ratio_mean=_masked_mean(raw, mask), is_ratio_min=raw[mask > 0].min() if mask.any() else 0.0,
+                   is_ratio_max=raw[mask > 0].max() if mask.any() else 0.0)
   if cfg.is_correction != 'none':
     w, rejected = is_weights(old, sampler, mask, cfg.is_correction, cfg.is_cap_min, cfg.is_cap_max)
     mult = mult * w

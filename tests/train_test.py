@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -227,6 +228,84 @@ def test_threshold_curriculum_advances_and_resumes_exactly(tmp_path):
     return c
   straight = [r for r in train.run(config(4), str(tmp_path / 'straight')) if 'reward_mean' in r]
   assert [r['curriculum/level'] for r in straight] == [0, 1, 2, 2]
+  train.run(config(2), str(tmp_path / 'resumed'))
+  resumed = [r for r in train.run(config(4), str(tmp_path / 'resumed')) if 'reward_mean' in r]
+  assert _comparable(resumed) == _comparable(straight)
+
+
+class _Recording:
+  """Wraps a callable attribute of the trainer (keeping its other attributes) and reports each call."""
+
+  def __init__(self, inner, on_call):
+    self._inner, self._on_call = inner, on_call
+
+  def __call__(self, *args, **kwargs):
+    out = self._inner(*args, **kwargs)
+    self._on_call(args, out)
+    return out
+
+  def __getattr__(self, name):
+    return getattr(self._inner, name)
+
+
+def test_dapo_overlong_shaping_is_what_the_advantages_see(tmp_path):
+  """Trained reward = task total + DAPO's penalty of each completion's token length, exactly; the
+  advantages are computed from it; the logged task metrics stay the task's."""
+  config = _small_config(steps=2)
+  config.train.eval_every = 0
+  # L_max = rollout.max_new_tokens = 12, L_c = 6: free up to 6 tokens, so even the 8-token 2x1 answers pay.
+  config.shaping = {'dapo_overlong': {'cache_length': 6}}
+  cfg = run_config.from_config_dict(config)
+  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
+  steps = []
+
+  def sampled(args, out):
+    if args[-1] is trainer.sampling:  # not the greedy evaluation
+      steps.append({'lengths': np.asarray(jax.device_get(out.lengths))})
+
+  def scored(args, scores):
+    if len(args[0]) == cfg.rollout.batch_size:
+      steps[-1]['raw'] = np.nan_to_num(scores['total'], nan=0.0)
+
+  def advantaged(args, advantages):
+    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
+    steps[-1]['advantages'] = np.asarray(jax.device_get(advantages), np.float64)
+
+  trainer.sampler = _Recording(trainer.sampler, sampled)
+  trainer.score = _Recording(trainer.score, scored)
+  trainer._advantages = _Recording(trainer._advantages, advantaged)
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert len(steps) == len(rows) == 2
+  for step, row in zip(steps, rows):
+    lengths = step['lengths'].astype(np.float64)
+    # DAPO: 0 up to L_max - L_c = 6 tokens, (6 - |y|) / 6 up to 12, -1 beyond.
+    penalty = np.where(lengths <= 6, 0.0, np.where(lengths > 12, -1.0, (6 - lengths) / 6))
+    assert (penalty < 0).any()  # the comparison below is not vacuous
+    np.testing.assert_allclose(step['trained'], step['raw'] + penalty, rtol=1e-6, atol=1e-6)
+    grouped = step['trained'].reshape(-1, cfg.rollout.num_generations)
+    expected = (grouped - grouped.mean(1, keepdims=True)) / (grouped.std(1, ddof=1, keepdims=True) + 1e-4)
+    np.testing.assert_allclose(step['advantages'], expected.reshape(-1), rtol=1e-4, atol=1e-4)
+    assert row['reward_mean'] == pytest.approx(step['raw'].mean())
+    assert row['reward_shaped_mean'] == pytest.approx(step['trained'].mean(), abs=1e-6)
+    assert row['shaping/dapo_overlong/term_mean'] == pytest.approx(penalty.mean())
+    assert row['shaping/dapo_overlong/penalized_frac'] == pytest.approx(np.mean(penalty < 0))
+
+
+@pytest.mark.slow
+def test_laser_d_shaping_targets_are_checkpointed_and_resume_exactly(tmp_path):
+  """The LASER-D target lengths evolve with the run; they are in the checkpoint, so a resumed run matches."""
+  def config(steps):
+    c = _small_config(steps=steps)
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 2
+    # correct_at 0: every completion counts as correct, so the targets follow the lengths (at most 12
+    # tokens) down from upper_bound 24; updated after every step.
+    c.shaping = {'laser_d': {'correct': 'jigsaw_grid', 'correct_at': 0.0, 'lower_bound': 4, 'upper_bound': 24,
+                             'interval': 4, 'update_every': 1}}
+    return c
+  straight = [r for r in train.run(config(4), str(tmp_path / 'straight')) if 'reward_mean' in r]
+  easy = [r['shaping/laser_d/target/easy'] for r in straight]
+  assert easy[0] == 24 and max(easy[1:]) <= 12, easy  # the targets moved before the resume point
   train.run(config(2), str(tmp_path / 'resumed'))
   resumed = [r for r in train.run(config(4), str(tmp_path / 'resumed')) if 'reward_mean' in r]
   assert _comparable(resumed) == _comparable(straight)

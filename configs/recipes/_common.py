@@ -12,6 +12,7 @@ decoder without a vision tower -- for text tasks) or one of the paper's real-mod
                                  the result is locked, so a misspelt key fails here, not at run time
   set_rl(c, **switches)          the loss/advantage switches of the rl section
   set_curriculum(c, name, spec)  a curriculum of rl_reason.curricula (c.curriculum; '' = none)
+  set_shaping(c, schemes)        reward shaping of rl_reason.rewards.shapers (c.shaping; {} = none)
   tiny(c, ...)                   the CPU scale: tiny model, format warm-up, small batch
   real(c, preset, ...)           the paper's scale on a real checkpoint
   build(...)                     all of the above for one recipe
@@ -51,8 +52,13 @@ def load(relative_path: str) -> ModuleType:
 
 
 def vlm_grpo(arg: str | None = None) -> config_dict.ConfigDict:
-  """configs/vlm_grpo.py's config (the four loss-only recipes grpo/dapo/dr_grpo/gspo start from it)."""
-  return load('vlm_grpo.py').get_config(arg)
+  """configs/vlm_grpo.py's config (the four loss-only recipes grpo/dapo/dr_grpo/gspo start from it),
+  without the tiny default's exploration aids (entropy bonus, dynamic sampling), which no paper's
+  GRPO has: a recipe that uses them sets them itself."""
+  c = load('vlm_grpo.py').get_config(arg)
+  c.rl.entropy_coef = 0.0
+  c.dynamic_sampling.metric, c.dynamic_sampling.prompts_per_round, c.dynamic_sampling.max_rounds = '', 0, 10
+  return c
 
 
 def check_arg(arg: str | None, valid: tuple[str, ...]) -> str:
@@ -112,6 +118,11 @@ def set_curriculum(c: config_dict.ConfigDict, name: str, spec: dict[str, Any]) -
   c.curriculum = config_dict.ConfigDict({'name': name, **spec})
 
 
+def set_shaping(c: config_dict.ConfigDict, schemes: dict[str, dict[str, Any]]) -> None:
+  """c.shaping = {scheme name: its fields} (rl_reason.rewards.shapers; applied between scoring and advantages)."""
+  c.shaping = config_dict.ConfigDict({name: dict(fields) for name, fields in schemes.items()})
+
+
 def has_images(task: str, **fields: Any) -> bool:
   """Whether the task (with these config fields) shows images: tiny_vl for those, tiny_lm otherwise."""
   from rl_reason import tasks  # pylint: disable=g-import-not-at-top
@@ -167,7 +178,9 @@ def build(arg: str | None, valid: tuple[str, ...], *, task: str, rewards: dict[s
           tiny_task: dict[str, Any], real_task: dict[str, Any], rl: dict[str, Any], tiny_scale: dict[str, Any],
           real_scale: dict[str, dict[str, Any]],
           real_task_per_preset: dict[str, dict[str, Any]] | None = None,
-          curriculum: dict[str, tuple[str, dict[str, Any]]] | None = None) -> config_dict.ConfigDict:
+          curriculum: dict[str, tuple[str, dict[str, Any]]] | None = None,
+          dynamic_sampling: dict[str, Any] | None = None,
+          shaping: dict[str, dict[str, dict[str, Any]]] | None = None) -> config_dict.ConfigDict:
   """A whole recipe: check the arg, build the task block, set the rl switches and the scale.
 
   Args:
@@ -183,6 +196,10 @@ def build(arg: str | None, valid: tuple[str, ...], *, task: str, rewards: dict[s
     real_task_per_preset: preset -> task fields over `real_task` (e.g. a difficulty per model size).
     curriculum: arg ('tiny' or a preset) -> (curriculum name, its fields), e.g. from
       rl_reason.curricula.presets; args not listed train without one.
+    dynamic_sampling: c.dynamic_sampling fields (both variants); 'oversample': k sets
+      prompts_per_round to k x the prompts per step of the chosen scale (DAPO: 3).
+    shaping: arg ('tiny' or a preset) -> c.shaping ({scheme: fields}, rl_reason.rewards.shapers);
+      args not listed train without shaping.
   """
   arg = check_arg(arg, valid)
   if arg == TINY:
@@ -197,4 +214,12 @@ def build(arg: str | None, valid: tuple[str, ...], *, task: str, rewards: dict[s
     real(c, arg, **real_scale[arg])
   if curriculum and arg in curriculum:
     set_curriculum(c, *curriculum[arg])
+  if dynamic_sampling:
+    fields = dict(dynamic_sampling)
+    oversample = fields.pop('oversample', 0)
+    if oversample:
+      fields['prompts_per_round'] = oversample * (c.rollout.batch_size // c.rollout.num_generations)
+    set_fields(c.dynamic_sampling, **fields)
+  if shaping and arg in shaping:
+    set_shaping(c, shaping[arg])
   return c

@@ -8,9 +8,16 @@ Published hyper-parameters (ALGORITHMS.md §1.14, PEERS_PYTORCH.md §2.3-2.4):
   KL          none (beta = 0: no reference model)
   aggregation token-mean over all tokens of the optimiser batch: sum_{i,t} / sum_{i,t} m
   rollout     512 prompts x 16 samples, mini-batch 32 (16 updates per rollout), lr 1e-6, temperature 1.0
-Not part of this config: dynamic sampling (drop groups with accuracy 0 or 1 and refill; a
-data/curriculum feature) and the soft overlong penalty (a reward); the loop does not split a
-rollout into mini-batches. Model-scale settings stay at the preset's values.
+Dynamic sampling as DAPO: groups whose completions all score the same are dropped and refilled
+from rounds of 3x the step's prompts (up to 10 rounds); on the graded jigsaw reward the filter
+reads the total reward (metric 'reward'), DAPO's binary accuracy being its special case.
+Soft overlong punishment in tokens (c.shaping dapo_overlong), added to the reward the advantages
+see: L_max = rollout.max_new_tokens (DAPO's 20480 is its response cap) and L_cache = L_max // 5 (DAPO's
+4096 / 20480), from the preset's cap (an overridden cap keeps it: set
+--config.shaping.dapo_overlong.cache_length too): on the tiny jigsaw 16 and 3, so the 12-token 2x2
+answers are free.
+Not part of this config: the loop does not split a rollout into mini-batches. Model-scale settings
+stay at the preset's values.
 """
 
 import importlib.util
@@ -33,4 +40,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.eps_high = 0.28
   c.rl.beta = 0.0
   c.rl.aggregation = 'token_mean'
+  c.dynamic_sampling.metric = 'reward'
+  c.dynamic_sampling.prompts_per_round = 3 * (c.rollout.batch_size // c.rollout.num_generations)
+  c.shaping = config_dict.ConfigDict({'dapo_overlong': {'cache_length': c.rollout.max_new_tokens // 5}})
   return c

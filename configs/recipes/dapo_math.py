@@ -15,6 +15,10 @@ Implemented (ALGORITHMS.md §1.14, [code: verl recipe]):
   reward      math_equiv on the last \\boxed{} answer. DAPO's reward is +-1; math_equiv is 0/1 = (r + 1)/2,
               and the group-normalised advantage is invariant to that affine map (up to the std eps),
               so training is the same; logged rewards are on the 0/1 scale
+  dynamic     groups whose accuracy is all 0 or all 1 are dropped and refilled: rounds of 3x the
+  sampling    step's prompts, up to 10 rounds (c.dynamic_sampling, metric accuracy)
+  overlong    the soft overlong penalty in tokens, added to the reward the advantages see
+              (c.shaping dapo_overlong): L_max 20480 (= the response cap), L_cache 4096, factor 1
   real scale  512 prompts x 16 rollouts, lr 1e-6, temperature 1.0, L_max 20480 tokens, weight decay
               0.01 (verl default)
 Approximated:
@@ -23,14 +27,10 @@ Approximated:
   scale       steps not in ALGORITHMS.md: 500, placeholder
   lr schedule constant
 Not available yet:
-  dynamic     dropping groups whose accuracy is 0 or 1 and refilling (3x over-generation, up to 10
-  sampling    generation batches) exists as rl_reason.curricula.dynamic_sampling, but the training
-              loop does not call it yet
-  overlong    the soft overlong penalty (L_cache 4096) exists as rewards.shaping.dapo_overlong but
-              needs completion lengths; the training loop has no hook for length-aware shaping
   mini-batch  16 updates per rollout (mini-batch 32 prompts): the loop has no mini-batch split, so
               each rollout gives one full-batch update (rl.num_iterations = 1)
-Tiny: difficulty 1, 8 prompts x G 16, 16-token completions, 200 RL steps after 100 warm-up steps.
+Tiny: difficulty 1, 8 prompts x G 16, 16-token completions, 200 RL steps after 100 warm-up steps;
+overlong L_cache 3 (DAPO's 1/5 of the cap: free up to 13 tokens, the boxed answers take 8-10).
 """
 
 import importlib.util
@@ -54,4 +54,8 @@ def get_config(arg=None):
                       warmup_steps=100),
       real_scale={'qwen2_5_7b': dict(prompts=512, generations=16, max_new_tokens=20480,
                                      prompt_buckets=(256, 512, 1024), steps=500, learning_rate=1e-6,
-                                     temperature=1.0, weight_decay=0.01)})
+                                     temperature=1.0, weight_decay=0.01)},
+      dynamic_sampling=dict(metric='accuracy', oversample=3, max_rounds=10),
+      # L_max = rollout.max_new_tokens; tiny: L_cache = 16 // 5, DAPO's 4096 / 20480 of the cap.
+      shaping={'tiny': {'dapo_overlong': {'cache_length': 3}},
+               'qwen2_5_7b': {'dapo_overlong': {'cache_length': 4096}}})

@@ -9,9 +9,9 @@ Published hyper-parameters (ALGORITHMS.md §1.14, PEERS_PYTORCH.md §2.2):
   KL          none (beta = 0)
   aggregation sequence mean (each sequence's tokens share s_i: seq-mean-token-mean)
   rollout     each rollout batch split into 4 mini-batches (4 updates per rollout)
-The loop has no mini-batch split: with rl.num_iterations = 1 the ratio is 1 in value and the clip
-never binds (the gradient is GSPO's); raise rl.num_iterations to reuse a rollout for several
-full-batch updates, the closest available setting. GSPO-token: rl.ratio_level='sequence_token'.
+This recipe keeps one full-batch update per rollout: with rl.num_iterations = 1 the ratio is 1 in
+value and the clip never binds (the gradient is GSPO's); rl.mini_batch_size = rollout.batch_size / 4
+gives the paper's 4 updates per rollout (not set here: the batch sizes are the base config's). GSPO-token: rl.ratio_level='sequence_token'.
 Model-scale settings stay at the preset's values.
 """
 

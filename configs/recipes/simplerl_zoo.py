@@ -24,8 +24,8 @@ Approximated:
   scale       steps not in ALGORITHMS.md: 100, placeholder
   lr schedule constant
 Not available yet:
-  mini-batch  the rollout batch is updated in 4 PPO mini-batches of 256 prompts; the loop has no
-              mini-batch split, so each rollout gives one full-batch update (rl.num_iterations = 1)
+  mini-batch  the rollout batch is updated in 4 PPO mini-batches of 256 prompts; this recipe does not
+              set rl.mini_batch_size yet, so each rollout gives one full-batch update
   prompt      the "simple" prompt style for weak instruction followers (the task has one template)
 Tiny: difficulty 1 (two one-digit operands), 8 prompts x G 8, 16-token completions, 200 RL steps
 after 100 warm-up steps.

@@ -23,13 +23,12 @@ Approximated:
               temperature 1.0; verl's weight decay 0.01
   data        procedural shape questions instead of SophiaVL-R1-130k (math, charts, OCR, free form)
 Not available yet:
-  thinking    Trust-GRPO's thinking reward needs a thinking-reward model queried per completion and a
-  reward      group-aware combination (rewards.shaping.trust_grpo and rewards.model_signals exist,
-              with an injected scorer), but the training loop has no hook for model-signal or
-              group-aware rewards and there is no thinking-reward model: this recipe is the
-              outcome-only GRPO baseline of the paper with its hyper-parameters
-  annealing   alpha * exp(-step / T) exists as rl_reason.curricula.presets.sophia_thinking (a
-              'reward_annealing' curriculum), but there is no thinking-reward column to anneal
+  thinking    Trust-GRPO's mixing (trust weight gamma, alpha * exp(-step / T) annealing, extreme
+  reward      groups zeroed, R^t only where R^o >= 0.2) is in the loop as the shaping scheme
+              trust_grpo, but it reads R^t from a registered reward column, and there is no thinking-
+              reward model (the loop takes no model scorer): this recipe is the outcome-only GRPO
+              baseline of the paper with its hyper-parameters; a rule-based stand-in for R^t can be
+              selected with c.shaping = {'trust_grpo': {'thinking': <reward in [0, 1]>}}
 Tiny: 48x48 scenes, 8 prompts x G 8, 16-token completions, 200 RL steps after 100 warm-up steps.
 """
 

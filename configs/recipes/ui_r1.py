@@ -36,8 +36,8 @@ _spec.loader.exec_module(_common)
 ARGS = ('tiny', 'qwen2_5_vl_3b')
 
 
-def build(arg, *, think: bool):
-  """UI-R1 (think=True) or the no-thinking stage of UI-R1-E (think=False): the same hyper-parameters."""
+def build(arg, *, think: bool, **extra):
+  """UI-R1 (think=True) or the start of UI-R1-E: the same hyper-parameters; `extra` goes to _common.build."""
   return _common.build(
       arg, ARGS, task='gui', rewards={},
       tiny_task=dict(think=think), real_task=dict(think=think),
@@ -46,7 +46,8 @@ def build(arg, *, think: bool):
       tiny_scale=dict(prompts=4, generations=8, max_new_tokens=56, prompt_buckets=(448,), steps=200,
                       warmup_steps=150),
       real_scale={'qwen2_5_vl_3b': dict(prompts=16, generations=8, max_new_tokens=1024, prompt_buckets=(512, 1024),
-                                        steps=500, learning_rate=1e-6, temperature=1.0)})
+                                        steps=500, learning_rate=1e-6, temperature=1.0)},
+      **extra)
 
 
 def get_config(arg=None):

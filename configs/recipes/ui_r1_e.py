@@ -1,4 +1,4 @@
-"""UI-R1-E (the efficient UI-R1 variant; lll6gg/UI-R1): its no-thinking stage.
+"""UI-R1-E (the efficient UI-R1 variant; lll6gg/UI-R1): UI-R1 with DAST length shaping, then no thinking.
 
   python -m rl_reason.main --config=configs/recipes/ui_r1_e.py --workdir=runs/ui_r1_e_tiny
   python -m rl_reason.main --config=configs/recipes/ui_r1_e.py:qwen2_5_vl_3b \\
@@ -10,17 +10,17 @@ UI-R1-E trains in two stages (ALGORITHMS.md §1.3, [code]): (1) UI-R1 with DAST 
 per group, p = the fraction of full-reward responses, L_b = p L_r + (1 - p) L_max,
 lambda_i = (L_i - L_b) / L_b, full-reward responses get + max(-0.5 lambda_i + 0.5, 0.1), the others
 + min(0.9 lambda_i - 0.1, -0.1); (2) the same task without thinking.
-Implemented: stage 2, everything of configs/recipes/ui_r1.py with
-  task        no-think prompt: the action list only, no <think> block
-  reward      R_T + R_C (ui_action_type + ui_coord; no format term: the task's own rewards)
-Approximated: as in ui_r1.py (procedural screens, placeholder scale, constant lr).
-Not available yet:
-  DAST        the shaping exists as rewards.shaping.dast (group-aware: lengths and group rewards),
-              but the training loop has no hook for group-aware reward shaping, so stage 1 cannot run
-              with it; without DAST, stage 1 is configs/recipes/ui_r1.py
-  stages      a 'staged' curriculum could switch think -> no-think, but without DAST stage 1 would be
-              plain UI-R1 and the switch step is not in ALGORITHMS.md: this config runs stage 2
-              alone, from the checkpoint given
+Implemented: everything of configs/recipes/ui_r1.py, in two stages (a 'staged' curriculum on
+task.think):
+  stage 1     UI-R1 (think mode, R_T + R_C + R_F, full reward 3) with DAST (c.shaping dast: full_reward
+              3, a -0.5, b 0.5, L_max = rollout.max_new_tokens, in tokens), added to the reward the
+              advantages see; DAST ends with the stage (end_step)
+  stage 2     no-think prompt (the action list only, no <think> block), R_T + R_C (the task's own
+              rewards), no shaping
+Approximated: as in ui_r1.py (procedural screens, placeholder scale, constant lr), and
+  switch step not in ALGORITHMS.md: half of the steps (tiny 100 of 200, real 250 of 500), placeholder
+  warm-up     the tiny model's format warm-up is on the stage-1 (think) format only
+Not available yet: nothing else UI-R1-E needs.
 Tiny: as ui_r1.py (56-token completions).
 """
 
@@ -32,7 +32,13 @@ _ui_r1 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_ui_r1)
 
 ARGS = _ui_r1.ARGS
+SWITCH_STEP = {'tiny': 100, 'qwen2_5_vl_3b': 250}  # stage 2 from this step on (placeholder)
 
 
 def get_config(arg=None):
-  return _ui_r1.build(arg, think=False)
+  return _ui_r1.build(
+      arg, think=True,
+      curriculum={a: ('staged', {'boundaries': (SWITCH_STEP[a],),
+                                 'stages': ({'overrides': {'think': True}}, {'overrides': {'think': False}})})
+                  for a in ARGS},
+      shaping={a: {'dast': {'full_reward': 3.0, 'a': -0.5, 'b': 0.5, 'end_step': SWITCH_STEP[a]}} for a in ARGS})

@@ -15,6 +15,9 @@ Implemented (ALGORITHMS.md §1.5 [code]; run_scripts/run_grpo_univg.sh):
               exactly one box), weights 1 + 1 (the task's own rewards)
   loss        GRPO, TRL-0.14-era fork: (r - mean_g) / (std_g + 1e-4); PPO clip 0.2; beta 0.04 k3 in the
               loss; seq-mean-token-mean
+  difficulty  the per-token surrogate (before the KL term is added) times exp(1 - mIoU), mIoU the mean
+  weight      iou_box_inclusive reward of the prompt's group (released miou_adjust_math=exp;
+              rl.difficulty_weight='exp')
   real scale  G 8; 8 GPUs x 8 completions x 2 accumulation = 128 completions = 16 prompts per step;
               lr 1e-6; prompts up to 1024 tokens; temperature 0.9 and 256-token completions (the
               fork's GRPOConfig defaults, which the script leaves unset)
@@ -24,9 +27,6 @@ Approximated:
   steps       1 epoch of the stage-2 RL set; its size is not in ALGORITHMS.md: 1000 steps, placeholder
   lr schedule constant (TRL decays linearly)
 Not available yet:
-  difficulty  the weight exp(1 - mIoU) on the per-token loss (released miou_adjust_math=exp) exists as
-  weight      rl.difficulty_weight='exp', but the training loop does not feed the per-completion IoU
-              it needs yet (run_config refuses the option), so this recipe trains without it
   frozen ViT  the script freezes the vision tower (freeze_vision_modules); there is no config option
               to freeze parameters, so the vision tower trains too
   stage 1     the CoT-SFT stage (LLaMA-Factory) is not part of rl_reason; the tiny variant's format
@@ -51,7 +51,8 @@ def get_config(arg=None):
       tiny_task=dict(answer='box', think=True, image_size=(64, 64), object_size=(8, 18)),
       real_task=dict(answer='box', think=True, image_size=(448, 448), object_size=(56, 126)),
       rl=dict(advantage='grpo', advantage_eps=1e-4, ratio_level='token', surrogate='ppo_clip', eps_low=0.2,
-              eps_high=0.2, beta=0.04, kl_estimator='k3', kl_placement='loss', aggregation='seq_mean_token_mean'),
+              eps_high=0.2, beta=0.04, kl_estimator='k3', kl_placement='loss', aggregation='seq_mean_token_mean',
+              difficulty_weight='exp'),
       tiny_scale=dict(prompts=8, generations=8, max_new_tokens=24, prompt_buckets=(192,), steps=200,
                       warmup_steps=100, temperature=0.9),
       real_scale={'qwen2_5_vl_7b': dict(prompts=16, generations=8, max_new_tokens=256, prompt_buckets=(512, 1024),

@@ -7,9 +7,11 @@ for at most 10 generation batches (verl's max_num_gen_batches; verl raises when 
 Here, when the rounds run out, the batch is filled with dropped groups (earliest first) and that
 is counted, or, with fill='error', it is an error as in verl.
 
-Everything is a function of the offered accuracies: no wall time, no randomness. Shapes: P' groups
-offered in a round, G generations per group. Binary accuracy only (the filter metric ALGORITHMS.md
-names); fill NaN (not applicable) before offering.
+Everything is a function of the offered values: no wall time, no randomness. Shapes: P' groups
+offered in a round, G generations per group. The filter metric is binary accuracy (metric
+'accuracy', the one ALGORITHMS.md names) or any per-completion score (metric 'reward', as verl's
+`filter_groups.metric` can be the sequence reward): then a group is kept when its values are not
+all equal, and a dropped group is counted as uniform. Fill NaN (not applicable) before offering.
 """
 
 from __future__ import annotations
@@ -20,22 +22,29 @@ from typing import Any
 import numpy as np
 
 FILLS = ('dropped', 'error')
-MIXED, ALL_CORRECT, ALL_WRONG = 0, 1, 2
+METRICS = ('accuracy', 'reward')  # binary accuracy (DAPO) | any score, kept when not all equal
+MIXED, ALL_CORRECT, ALL_WRONG, UNIFORM = 0, 1, 2, 3
 
 
-def _accuracy(group_accuracy: Any) -> np.ndarray:
-  accuracy = np.asarray(group_accuracy, np.float64)
-  if accuracy.ndim != 2 or accuracy.shape[1] < 2:
-    raise ValueError(f'group accuracy must be [P, G] with G >= 2 (one group per row), got shape {accuracy.shape}')
-  if not np.isin(accuracy, (0.0, 1.0)).all():
-    raise ValueError('group accuracy must hold 0/1 (binary accuracy; fill not-applicable values first)')
-  return accuracy
+def _values(group_values: Any, binary: bool) -> np.ndarray:
+  values = np.asarray(group_values, np.float64)
+  if values.ndim != 2 or values.shape[1] < 2:
+    raise ValueError(f'group values must be [P, G] with G >= 2 (one group per row), got shape {values.shape}')
+  if binary and not np.isin(values, (0.0, 1.0)).all():
+    raise ValueError('group accuracy must hold 0/1 (binary accuracy; fill not-applicable values first, or '
+                     'use the metric "reward" for graded scores)')
+  if not np.isfinite(values).all():
+    raise ValueError('group values must be finite (fill not-applicable values first)')
+  return values
 
 
-def classify_groups(group_accuracy: Any) -> np.ndarray:
-  """Per group: MIXED (0), ALL_CORRECT (1) or ALL_WRONG (2); int [P]."""
-  accuracy = _accuracy(group_accuracy)
-  return np.where(accuracy.min(axis=1) == 1.0, ALL_CORRECT, np.where(accuracy.max(axis=1) == 0.0, ALL_WRONG, MIXED))
+def classify_groups(group_values: Any, binary: bool = True) -> np.ndarray:
+  """Per group, int [P]: MIXED (0), ALL_CORRECT (1), ALL_WRONG (2) or, for graded values, UNIFORM (3)."""
+  values = _values(group_values, binary)
+  spread = values.max(axis=1) > values.min(axis=1)
+  if not binary:
+    return np.where(spread, MIXED, UNIFORM)
+  return np.where(values.min(axis=1) == 1.0, ALL_CORRECT, np.where(values.max(axis=1) == 0.0, ALL_WRONG, MIXED))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,36 +56,47 @@ class Selection:
     surplus: mixed groups beyond `need`, not taken.
     all_correct: dropped, every completion right.
     all_wrong: dropped, every completion wrong.
+    uniform: dropped, graded values all equal (metric 'reward').
   """
 
   keep: np.ndarray
   surplus: np.ndarray
   all_correct: np.ndarray
   all_wrong: np.ndarray
+  uniform: np.ndarray
 
 
-def select_mixed_groups(group_accuracy: Any, need: int) -> Selection:
+def select_mixed_groups(group_values: Any, need: int, binary: bool = True) -> Selection:
   """The pure filter: the first `need` mixed groups in row order, and what was left out and why."""
   if need < 0:
     raise ValueError(f'need must be >= 0, got {need}')
-  kind = classify_groups(group_accuracy)
+  kind = classify_groups(group_values, binary)
   mixed = np.flatnonzero(kind == MIXED)
   return Selection(keep=mixed[:need], surplus=mixed[need:], all_correct=np.flatnonzero(kind == ALL_CORRECT),
-                   all_wrong=np.flatnonzero(kind == ALL_WRONG))
+                   all_wrong=np.flatnonzero(kind == ALL_WRONG), uniform=np.flatnonzero(kind == UNIFORM))
 
 
 @dataclasses.dataclass(frozen=True)
 class DynamicSamplingConfig:
   """Attributes:
+    metric: 'accuracy' (binary, DAPO: drop groups all right or all wrong) or 'reward' (drop groups
+      whose total reward is the same for every completion).
+    prompts_per_round: prompts generated per round (0: the prompts of one step; DAPO: 3x that).
     max_rounds: generation batches per step at most (DAPO: 10).
     fill: when the rounds run out short: 'dropped' (fill with dropped groups, earliest first) or
       'error' (raise, as verl).
   """
 
+  metric: str = 'accuracy'
+  prompts_per_round: int = 0
   max_rounds: int = 10
   fill: str = 'dropped'
 
   def __post_init__(self):
+    if self.metric not in METRICS:
+      raise ValueError(f'dynamic sampling metric {self.metric!r} unknown; valid: {list(METRICS)}')
+    if self.prompts_per_round < 0:
+      raise ValueError(f'dynamic sampling prompts_per_round must be >= 0, got {self.prompts_per_round}')
     if self.max_rounds < 1:
       raise ValueError(f'dynamic sampling max_rounds must be >= 1, got {self.max_rounds}')
     if self.fill not in FILLS:
@@ -136,7 +156,8 @@ class DynamicSampler:
     self.rounds = 0
     self.kept: list[tuple[int, int]] = []
     self.reserved: list[tuple[int, int]] = []  # dropped groups, offer order, at most num_groups
-    self.counts = {'offered': 0, 'dropped_all_correct': 0, 'dropped_all_wrong': 0, 'surplus': 0}
+    self.counts = {'offered': 0, 'dropped_all_correct': 0, 'dropped_all_wrong': 0, 'dropped_uniform': 0,
+                   'surplus': 0}
     self.result: Result | None = None
 
   def need(self) -> int:
@@ -147,20 +168,21 @@ class DynamicSampler:
     """True once the batch is full or max_rounds rounds have been offered."""
     return self.need() == 0 or self.rounds >= self.cfg.max_rounds
 
-  def offer(self, group_accuracy: Any) -> Offer:
-    """Filters one round: [P', G] binary accuracy of the round's groups."""
+  def offer(self, group_values: Any) -> Offer:
+    """Filters one round: [P', G] values of the round's groups (binary accuracy, or graded rewards)."""
     if self.done():
       raise ValueError(f'offer after done (need {self.need()}, round {self.rounds} of {self.cfg.max_rounds})')
-    selection = select_mixed_groups(group_accuracy, self.need())
+    selection = select_mixed_groups(group_values, self.need(), binary=self.cfg.metric == 'accuracy')
     round_index = self.rounds
     self.rounds += 1
     self.kept.extend((round_index, int(i)) for i in selection.keep)
-    dropped = np.union1d(selection.all_correct, selection.all_wrong)  # sorted: offer order
+    dropped = np.union1d(np.union1d(selection.all_correct, selection.all_wrong), selection.uniform)  # offer order
     reserve = dropped[:max(0, self.num_groups - len(self.reserved))]
     self.reserved.extend((round_index, int(i)) for i in reserve)
-    self.counts['offered'] += int(np.asarray(group_accuracy).shape[0])
+    self.counts['offered'] += int(np.asarray(group_values).shape[0])
     self.counts['dropped_all_correct'] += int(selection.all_correct.size)
     self.counts['dropped_all_wrong'] += int(selection.all_wrong.size)
+    self.counts['dropped_uniform'] += int(selection.uniform.size)
     self.counts['surplus'] += int(selection.surplus.size)
     return Offer(keep=selection.keep, reserve=reserve)
 
@@ -168,7 +190,7 @@ class DynamicSampler:
     """The batch, once done(); fills from reserved dropped groups if the rounds ran out short.
 
     metrics: dynamic_sampling/{kept, filled, rounds, offered, dropped_all_correct, dropped_all_wrong,
-    surplus}; kept + filled = num_groups.
+    dropped_uniform, surplus}; kept + filled = num_groups.
     """
     if self.result is not None:
       return self.result

@@ -3,17 +3,38 @@
 `encode_prompt` does what the Hugging Face Qwen2.5-VL processor does to a prompt: render the chat
 with one image part per image before the text, then expand every `<|image_pad|>` into as many
 copies as the vision tower emits tokens for that image (t * h * w / merge_size**2).
+
+A checkpoint directory's own Hugging Face processor (local files only, never the network):
+`load_processor(path)` gives the Qwen2-VL / Qwen2.5-VL processor (tokenizer, the image processor
+class named in preprocessor_config.json, chat template) or, for text models, the tokenizer;
+`load_prompt_tokenizer(path)` the tokenizer prompts are encoded with, carrying the checkpoint's
+chat template; `hf_preprocess_images` runs the checkpoint's image processor class on the host (the
+training pipeline uses the numpy equivalent, image_processor.preprocess with
+image_processor.config_from_pretrained(path), which gives the same arrays).
+
+Shapes: N patches of all images, C flattened patch dim, I images, B batch, T tokens.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import transformers
 
 from rl_reason.data import image_processor
+from rl_reason.data import tokenizer as tokenizer_lib
 from rl_reason.data.tokenizer import IMAGE_PAD
+
+PREPROCESSOR_CONFIG = 'preprocessor_config.json'
+TOKENIZER_CONFIG = 'tokenizer_config.json'
+# The processor class of each vision model_type (config.json), when no processor file names one.
+PROCESSOR_CLASSES = {'qwen2_vl': 'Qwen2VLProcessor', 'qwen2_5_vl': 'Qwen2_5_VLProcessor'}
+# Files a processor's chat template may come from, in transformers' order of preference.
+CHAT_TEMPLATE_FILES = ('chat_template.jinja', 'chat_template.json', TOKENIZER_CONFIG)
 
 
 def encode_prompt(tokenizer: transformers.PreTrainedTokenizerBase, text: str,
@@ -81,3 +102,162 @@ def bucket_length(n: int, buckets: Sequence[int]) -> int:
   if not fitting:
     raise ValueError(f'a length of {n} tokens fits none of the buckets {tuple(buckets)}; add a larger bucket')
   return min(fitting)
+
+
+# ----------------------------------------------------------------------------- checkpoint processors
+
+
+def _read_json(path: str, name: str) -> dict[str, Any]:
+  file = os.path.join(path, name)
+  if not os.path.exists(file):
+    return {}
+  with open(file) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{file}: not valid JSON ({e})') from e
+
+
+def is_vision_checkpoint(path: str) -> bool:
+  """Whether a checkpoint directory is a vision-language model: its config.json model_type, else the
+  presence of preprocessor_config.json (a processor saved without the model)."""
+  model_type = _read_json(path, 'config.json').get('model_type')
+  if model_type is not None:
+    return model_type in PROCESSOR_CLASSES
+  return os.path.exists(os.path.join(path, PREPROCESSOR_CONFIG))
+
+
+def _check_files(path: str, vision: bool) -> None:
+  """Refuses a directory that lacks a file the processor needs, naming the file."""
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{path}: not a directory (expected a checkpoint directory with tokenizer files)')
+  has = lambda name: os.path.exists(os.path.join(path, name))
+  if not has(TOKENIZER_CONFIG):
+    raise FileNotFoundError(f'{path}: missing {TOKENIZER_CONFIG} (the tokenizer class and special tokens)')
+  if not (has('tokenizer.json') or has('tokenizer.model') or (has('vocab.json') and has('merges.txt'))):
+    lacking = 'merges.txt' if has('vocab.json') else 'tokenizer.json (or vocab.json + merges.txt, or tokenizer.model)'
+    raise FileNotFoundError(f'{path}: missing {lacking} (the tokenizer vocabulary)')
+  if vision and not has(PREPROCESSOR_CONFIG):
+    raise FileNotFoundError(f'{path}: missing {PREPROCESSOR_CONFIG} (the image processor settings of this '
+                            'vision-language checkpoint)')
+
+
+def _processor_class(path: str) -> type:
+  """The processor class a checkpoint names (processor_class in a processor or tokenizer file, else by
+  config.json model_type)."""
+  for name in ('processor_config.json', PREPROCESSOR_CONFIG, TOKENIZER_CONFIG):
+    class_name = _read_json(path, name).get('processor_class')
+    if class_name:
+      break
+  else:
+    class_name = PROCESSOR_CLASSES.get(_read_json(path, 'config.json').get('model_type'))
+  if class_name not in PROCESSOR_CLASSES.values():
+    raise ValueError(f'{path}: processor class {class_name!r} is not supported; supported: '
+                     f'{sorted(PROCESSOR_CLASSES.values())} (set processor_class in {PREPROCESSOR_CONFIG})')
+  return getattr(transformers, class_name)
+
+
+def _without_video(cls: type) -> type:
+  """`cls` (Qwen2VLProcessor / Qwen2_5_VLProcessor) minus its video processor.
+
+  transformers' Qwen2-VL video processor needs torchvision, so without it AutoProcessor cannot
+  build these processors at all. Images and text are handled by `cls`'s own code unchanged; the
+  subclass only leaves `video_processor` out of the sub-processors it declares and loads. It is for
+  use, not for save_pretrained (the saved processor_class would name this subclass).
+  """
+
+  class ImagesOnly(cls):
+    attributes = ['image_processor', 'tokenizer']  # transformers 4.x reads the sub-processors from here
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+      # cls sets its image/video token ids, then hands (image_processor, tokenizer, None) to
+      # ProcessorMixin, which keeps only the sub-processors this signature declares.
+      super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+  ImagesOnly.__name__ = ImagesOnly.__qualname__ = f'{cls.__name__}ImagesOnly'
+  return ImagesOnly
+
+
+def load_processor(path: str):
+  """The Hugging Face processor of a local checkpoint directory; never the network.
+
+  Vision-language checkpoints (config.json model_type qwen2_vl / qwen2_5_vl, or a processor
+  directory with preprocessor_config.json): `transformers.AutoProcessor.from_pretrained(path,
+  local_files_only=True)`, i.e. the checkpoint's tokenizer, its chat template and the image processor
+  class its preprocessor_config.json names. Where torchvision is missing (transformers' Qwen2-VL video
+  processor needs it) the same processor class is built without its video processor. Text
+  checkpoints: the tokenizer (`AutoTokenizer`).
+
+  Raises FileNotFoundError naming a missing file (tokenizer_config.json, the tokenizer vocabulary,
+  preprocessor_config.json), ValueError for an unsupported processor.
+  """
+  vision = is_vision_checkpoint(path) if os.path.isdir(path) else False
+  _check_files(path, vision)
+  if not vision:
+    return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+  try:
+    processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
+  except ImportError:  # torchvision absent: the video processor cannot be built
+    processor = None
+  # Without a file naming the processor class, AutoProcessor gives back the bare tokenizer.
+  if not isinstance(processor, transformers.ProcessorMixin):
+    processor = _without_video(_processor_class(path)).from_pretrained(path, local_files_only=True)
+  # Only these expand image tokens per image grid as encode_prompt and the models expect.
+  supported = tuple(getattr(transformers, name) for name in PROCESSOR_CLASSES.values())
+  if not isinstance(processor, supported):
+    raise ValueError(f'{path}: processor class {type(processor).__name__} is not supported; supported: '
+                     f'{sorted(PROCESSOR_CLASSES.values())} (processor_class in {PREPROCESSOR_CONFIG})')
+  image = getattr(processor, 'image_processor', None)
+  if not all(hasattr(image, key) for key in ('patch_size', 'merge_size', 'temporal_patch_size')):
+    raise ValueError(f'{path}/{PREPROCESSOR_CONFIG}: {type(image).__name__} is not a Qwen2-VL image processor '
+                     '(patch_size, merge_size, temporal_patch_size)')
+  return processor
+
+
+def _chat_template(processor) -> str | None:
+  """The template processor.apply_chat_template renders with (its own, else its tokenizer's)."""
+  template = getattr(processor, 'chat_template', None)
+  if isinstance(template, dict):  # several named templates: transformers uses 'default'
+    template = template.get('default')
+  tokenizer = getattr(processor, 'tokenizer', processor)
+  return template or tokenizer.chat_template
+
+
+def load_prompt_tokenizer(path: str) -> transformers.PreTrainedTokenizerBase:
+  """The tokenizer a checkpoint's prompts are encoded with (`encode_prompt`), with its own chat template.
+
+  With processor files (preprocessor_config.json) the processor is loaded and its chat template
+  (chat_template.jinja / chat_template.json, else the tokenizer's) is the one used, as
+  `processor.apply_chat_template` would; otherwise the tokenizer and its template. The tokenizer
+  must hold the Qwen chat and vision tokens.
+  """
+  if os.path.exists(os.path.join(path, PREPROCESSOR_CONFIG)):
+    processor = load_processor(path)
+    tokenizer = processor.tokenizer
+    tokenizer.chat_template = _chat_template(processor)
+  else:
+    tokenizer = tokenizer_lib.load_tokenizer(path)
+  tokenizer = tokenizer_lib.check_prompt_tokens(tokenizer, path)
+  if not tokenizer.chat_template:
+    raise ValueError(f'{path}: no chat template in any of {list(CHAT_TEMPLATE_FILES)}; prompts need the '
+                     "checkpoint's own (an instruct checkpoint ships one)")
+  return tokenizer
+
+
+def hf_preprocess_images(processor, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+  """The checkpoint's Hugging Face image processor on the host.
+
+  Args:
+    processor: a processor from `load_processor`, or its image processor.
+    images: uint8 [H, W, 3] RGB arrays, sizes may differ.
+
+  Returns:
+    pixel_values float32 [N, C] and image_grid_thw int64 [I, 3], as image_processor.preprocess
+    returns them (and equal to them for the PIL image processor and the same settings).
+  """
+  if not images:
+    raise ValueError('hf_preprocess_images needs at least one image')
+  processor = getattr(processor, 'image_processor', processor)
+  out = processor(images=list(images), return_tensors='np')
+  return {'pixel_values': np.asarray(out['pixel_values'], np.float32),
+          'image_grid_thw': np.asarray(out['image_grid_thw'], np.int64)}

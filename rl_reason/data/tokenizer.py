@@ -146,6 +146,12 @@ def load_tokenizer(path: str) -> transformers.PreTrainedTokenizerBase:
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
   except (OSError, ValueError) as e:
     raise ValueError(f'{path}: no usable tokenizer files ({e})') from e
+  return check_prompt_tokens(tokenizer, path)
+
+
+def check_prompt_tokens(tokenizer: transformers.PreTrainedTokenizerBase,
+                        path: str) -> transformers.PreTrainedTokenizerBase:
+  """The checkpoint tokenizer, checked for the Qwen chat/vision tokens, with a pad token set."""
   missing = [t for t in (IM_END, IMAGE_PAD, VISION_START) if t not in tokenizer.get_vocab()]
   if missing:
     raise ValueError(f'{path}: the tokenizer lacks the tokens {missing} the chat/vision prompts need')

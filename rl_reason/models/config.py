@@ -242,8 +242,8 @@ class ModelConfig:
   vision_start_token_id: int = 151652
   dtype: str = 'float32'  # compute dtype of activations: float32 | bfloat16
   param_dtype: str = 'float32'  # storage dtype of the (master) weights
-  scan_layers: bool = False  # decoder layers as one stacked module under jax.lax.scan (compile time flat in depth)
-  remat: str = 'none'  # decoder-layer rematerialisation in the backward pass (REMAT)
+  scan_layers: bool = False  # decoder layers and vision blocks stacked under jax.lax.scan (compile time flat in depth)
+  remat: str = 'none'  # decoder-layer and vision-block rematerialisation in the backward pass (REMAT)
 
   def __post_init__(self):
     if self.vision is not None and self.text.model_type != 'qwen2':

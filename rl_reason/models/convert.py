@@ -4,9 +4,10 @@ HF linear weights are [out, in]; ours are [in, out]. The vision patch embedding 
 [E, C, t, p, p] in HF and a linear [C*t*p*p, E] here (same flattening order as the processor).
 Both the on-disk names of Qwen2-VL/Qwen2.5-VL checkpoints (`model.layers.*`, `visual.*`) and the
 names of transformers >= 4.52 modules (`model.language_model.*`, `model.visual.*`) are accepted.
-The rules cover every family; a model looks up only the parameters it has. A scanned decoder
+The rules cover every family; a model looks up only the parameters it has. A scanned model
 (scan_layers) has one parameter `decoder.layers.X` of shape [L, ...] for the L tensors
-`model.layers.{i}.X`; it is assembled one layer at a time.
+`model.layers.{i}.X`, and one `visual.blocks.X` of shape [depth, ...] for the tensors
+`visual.blocks.{i}.X`; each is assembled one layer / block at a time.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def canonical_hf_name(name: str) -> str:
   return name
 
 
-_STACKED_PREFIX = 'decoder.layers.'  # scan_layers: decoder.layers.X is [L, ...] for model.layers.{i}.X
+# scan_layers: decoder.layers.X is [L, ...] for model.layers.{i}.X, visual.blocks.X is [depth, ...]
+# for visual.blocks.{i}.X.
+_STACKED_PREFIXES = ('decoder.layers.', 'visual.blocks.')
 
 
 def _compile(rules):
@@ -79,7 +82,7 @@ def _compile(rules):
   for ours, hf, kind in rules:
     ours_re = re.compile('^' + re.escape(ours).replace(r'\{i\}', r'(\d+)') + '$')
     out.append((ours_re, hf, kind, False))
-    if ours.startswith(_STACKED_PREFIX + '{i}.'):
+    if any(ours.startswith(prefix + '{i}.') for prefix in _STACKED_PREFIXES):
       out.append((re.compile('^' + re.escape(ours.replace('{i}.', '', 1)) + '$'), hf, kind, True))
   return out
 
@@ -106,7 +109,7 @@ def hf_names_for(path: str, num_layers: int | None = None) -> tuple[list[str], s
 
 
 def is_stacked(path: str) -> bool:
-  """Whether a parameter path is a decoder parameter stacked over layers (scan_layers)."""
+  """Whether a parameter path is stacked over decoder layers or vision blocks (scan_layers)."""
   return any(stacked and ours_re.match(path) for ours_re, _, _, stacked in _COMPILED)
 
 

@@ -333,7 +333,8 @@ def from_pretrained(path: str, *, dtype: str = 'float32', mesh: jax.sharding.Mes
   """Loads a Hugging Face checkpoint directory; each tensor goes straight to its sharding.
 
   scan_layers / remat: ModelConfig fields (not part of config.json). With scan_layers the decoder
-  parameters are stacked [L, ...] on device one layer at a time.
+  layers' parameters are stacked [L, ...] (and the vision blocks' [depth, ...]) on device one layer
+  at a time.
   """
   config_path = os.path.join(path, 'config.json')
   if not os.path.exists(config_path):

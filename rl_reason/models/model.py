@@ -29,7 +29,7 @@ class Model(nnx.Module):
     self.cfg = cfg
     param_dtype = DTYPES[cfg.param_dtype]
     self.decoder = Decoder(cfg.text, rngs=rngs, param_dtype=param_dtype, scan_layers=cfg.scan_layers)
-    self.visual = (VisionTower(cfg.vision, rngs=rngs, param_dtype=param_dtype)
+    self.visual = (VisionTower(cfg.vision, rngs=rngs, param_dtype=param_dtype, scan_layers=cfg.scan_layers)
                    if cfg.vision is not None else None)
 
   @property
@@ -37,11 +37,15 @@ class Model(nnx.Module):
     return DTYPES[self.cfg.dtype]
 
   def encode_images(self, vision: dict[str, jax.Array]) -> jax.Array:
-    """vision: the per-row arrays of positions.vision_inputs -> [B, X, D] image-token embeddings."""
+    """vision: the per-row arrays of positions.vision_inputs -> [B, X, D] image-token embeddings.
+
+    The blocks are stacked under scan if the model was built with cfg.scan_layers, and
+    rematerialised as cfg.remat says (read per call), as the decoder layers are.
+    """
     if self.visual is None:
       raise ValueError('this model has no vision tower but image inputs were given')
     merged = self.visual(vision['patches'].astype(self.compute_dtype), vision['positions'],
-                         vision['window_segments'], vision['full_segments'])  # [B, P/4, D]
+                         vision['window_segments'], vision['full_segments'], remat=self.cfg.remat)  # [B, P/4, D]
     return jnp.take_along_axis(merged, vision['token_gather'][..., None], axis=1)
 
   def embed(self, input_ids: jax.Array, image_embeds: jax.Array | None = None) -> jax.Array:
@@ -61,14 +65,26 @@ class Model(nnx.Module):
     The decoder layers are rematerialised as cfg.remat says (read per call, like cfg.dtype);
     cfg.scan_layers is the parameter layout, fixed when the model is built.
     """
+    hidden, cache = self.hidden_states(input_ids, positions, attention_mask, image_embeds=image_embeds,
+                                       cache=cache, write_index=write_index, hidden_slice=logits_slice)
+    return self.logits(hidden), cache
+
+  def hidden_states(self, input_ids, positions, attention_mask, *, image_embeds=None,
+                    cache: Cache | None = None, write_index=None, hidden_slice: slice | None = None):
+    """Final (normed) hidden states [B, T', D] in the compute dtype, and the cache: `__call__` before the
+    LM head, for callers that apply the head themselves (e.g. chunk by chunk: `logits(hidden[:, chunk])`)."""
     if self.cfg.scan_layers != self.decoder.scan_layers:
       raise ValueError(f'cfg.scan_layers={self.cfg.scan_layers} but the model was built with scan_layers='
                        f'{self.decoder.scan_layers} (the parameter layout); rebuild or reload the model')
     embeds = self.embed(input_ids, image_embeds)
     hidden, cache = self.decoder(embeds, positions, attention_mask, cache, write_index, remat=self.cfg.remat)
-    if logits_slice is not None:
-      hidden = hidden[:, logits_slice]
-    return self.decoder.logits(hidden), cache
+    if hidden_slice is not None:
+      hidden = hidden[:, hidden_slice]
+    return hidden, cache
+
+  def logits(self, hidden: jax.Array) -> jax.Array:
+    """[B, T, D] final hidden states -> [B, T, V] float32 logits (the LM head)."""
+    return self.decoder.logits(hidden)
 
 
 def create(cfg: ModelConfig, seed: int = 0) -> Model:

@@ -10,6 +10,13 @@ reproduces HF's cu_seqlens packing exactly without an O((I*P)^2) mask.
 
 Qwen2.5-VL: RMSNorm, SwiGLU MLP, window attention except in fullatt_block_indexes. Qwen2-VL:
 LayerNorm, fc1 -> act -> fc2 MLP, every block full attention, patches in processor order.
+
+Block stacks, as in the decoder: a Python list of `depth` blocks (`scan_layers=False`, parameter
+paths `visual.blocks.{i}.*`), or one block whose parameters carry a leading axis of length depth
+(logical axis LAYERS) run under jax.lax.scan (`scan_layers=True`, paths `visual.blocks.*`). Window
+and full-attention blocks have the same parameters and differ only in their segment ids, so the
+scan carries a per-block "full attention" flag that picks the segments. The `remat` argument of a
+call wraps each block in jax.checkpoint with a policy from decoder.REMAT_POLICIES.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from flax import nnx
 
 from rl_reason.models import layers
 from rl_reason.models.config import VisionConfig
+from rl_reason.models.decoder import REMAT_POLICIES
 from rl_reason.parallel import sharding as shd
 
 
@@ -90,17 +98,55 @@ class PatchMerger(nnx.Module):
     return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
 
 
+def _stacked_blocks(cfg: VisionConfig, rngs: nnx.Rngs, param_dtype) -> VisionBlock:
+  """One VisionBlock whose parameters are [depth, ...], each block initialised from its own key."""
+
+  @nnx.split_rngs(splits=cfg.depth)
+  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.depth)
+  def make(block_rngs):
+    return VisionBlock(cfg, rngs=block_rngs, param_dtype=param_dtype)
+
+  stacked = make(rngs)
+  for _, variable in nnx.iter_graph(stacked):
+    if isinstance(variable, nnx.Param):
+      axes = variable.get_metadata().get('logical_axes') or (None,) * (variable.get_value().ndim - 1)
+      variable.set_metadata('logical_axes', (shd.LAYERS, *axes))
+  return stacked
+
+
 class VisionTower(nnx.Module):
 
-  def __init__(self, cfg: VisionConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+  def __init__(self, cfg: VisionConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, scan_layers: bool = False):
     self.cfg = cfg
+    self.scan_layers = scan_layers
     self.patch_embed = layers.Linear(cfg.patch_dim, cfg.hidden_size, axes=(None, shd.EMBED),
                                      use_bias=False, rngs=rngs, param_dtype=param_dtype)
-    self.blocks = nnx.List([VisionBlock(cfg, rngs=rngs, param_dtype=param_dtype)
-                            for _ in range(cfg.depth)])
+    if scan_layers:
+      self.blocks = _stacked_blocks(cfg, rngs, param_dtype)
+    else:
+      self.blocks = nnx.List([VisionBlock(cfg, rngs=rngs, param_dtype=param_dtype)
+                              for _ in range(cfg.depth)])
     self.merger = PatchMerger(cfg, rngs=rngs, param_dtype=param_dtype)
 
-  def __call__(self, patches, positions, window_segments, full_segments):
+  def full_attention(self) -> tuple[bool, ...]:
+    """Per block: attends over the whole frame (True) or within its window (False)."""
+    windowed = self.cfg.family.window_attention
+    return tuple(not windowed or index in self.cfg.fullatt_block_indexes for index in range(self.cfg.depth))
+
+  def _block_fn(self, graphdef, remat: str):
+    """(block state, x, cos, sin, segments) -> x, rematerialised per `remat` (as Decoder._layer_fn)."""
+
+    def apply(state, x, cos, sin, segments):
+      return nnx.merge(graphdef, state)(x, cos, sin, segments)
+
+    if remat == 'none':
+      return apply
+    if remat not in REMAT_POLICIES:
+      raise ValueError(f'remat {remat!r} is not supported; supported: {["none", *REMAT_POLICIES]}')
+    # The CSE barrier is only needed for the unrolled stack (see Decoder._layer_fn).
+    return jax.checkpoint(apply, policy=REMAT_POLICIES[remat], prevent_cse=not self.scan_layers)
+
+  def __call__(self, patches, positions, window_segments, full_segments, remat: str = 'none'):
     """Encodes images.
 
     Args:
@@ -109,6 +155,7 @@ class VisionTower(nnx.Module):
       positions: [I, P, 2] (row, column) patch coordinates, same order.
       window_segments: [I, P] window id per patch (-1 for padding); unused without windows.
       full_segments: [I, P] frame id per patch (-1 for padding).
+      remat: a config.REMAT name: how each block is rematerialised when differentiated.
 
     Returns:
       [I, M, D] merged tokens in the order of `patches`.
@@ -119,8 +166,20 @@ class VisionTower(nnx.Module):
     angles = angles.reshape(*angles.shape[:-2], -1)  # [I, P, H/2]: row angles, then column angles
     angles = jnp.concatenate([angles, angles], axis=-1)
     cos, sin = jnp.cos(angles), jnp.sin(angles)
-    windowed = self.cfg.family.window_attention
-    for index, block in enumerate(self.blocks):
-      segments = window_segments if windowed and index not in self.cfg.fullatt_block_indexes else full_segments
-      x = block(x, cos, sin, segments)
+    full = self.full_attention()
+    if self.scan_layers:
+      graphdef, stacked = nnx.split(self.blocks)
+      block_fn = self._block_fn(graphdef, remat)
+      segment_stack = jnp.stack([window_segments, full_segments])  # [2, I, P], indexed by the flag
+
+      def body(x, xs):
+        state, is_full = xs
+        return block_fn(state, x, cos, sin, segment_stack[is_full]), None
+
+      x, _ = jax.lax.scan(body, x, (stacked, jnp.asarray(full, jnp.int32)))
+    else:
+      for index, block in enumerate(self.blocks):
+        graphdef, state = nnx.split(block)
+        segments = full_segments if full[index] else window_segments
+        x = self._block_fn(graphdef, remat)(state, x, cos, sin, segments)
     return self.merger(x)

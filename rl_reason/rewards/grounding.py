@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rl_reason.rewards import parsing
+from rl_reason.rewards import parsing, registry
 from rl_reason.rewards.registry import register
 
 Box = tuple[float, float, float, float]
@@ -86,6 +86,26 @@ def iou_box(text: str, meta: Mapping[str, Any]) -> float:
   """Continuous area IoU of the answer's box with meta gt_box, in the original frame."""
   box = _predicted_box(text, meta)
   return 0.0 if box is None else iou_continuous(box, [float(v) for v in meta['gt_box']])
+
+
+# The IoU rewards (per-completion IoU in [0, 1]); UniVG-R1's difficulty weight reads one of them.
+IOU_REWARDS = ('iou_box_inclusive', 'iou_box')
+
+
+def iou_column(reward_names: Sequence[str]) -> str | None:
+  """The score_batch column holding a per-completion IoU among `reward_names`, or None.
+
+  The first name that is an IoU reward, else the first IoU part of a combination (its sub-score
+  column 'name/part', e.g. 'univg_r1/iou_box_inclusive').
+  """
+  for name in reward_names:
+    if name in IOU_REWARDS:
+      return name
+  for name in reward_names:
+    for part in getattr(registry.get(name).fn, 'components', ()):
+      if part in IOU_REWARDS:
+        return f'{name}/{part}'
+  return None
 
 
 def point_in(point: tuple[float, float], box: Sequence[float]) -> bool:

@@ -216,7 +216,8 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
     (loss, metrics). Metrics: loss, kl (mask-mean k3 whatever the estimator, so runs stay
     comparable; 0 without a reference), kl_coef, clip_frac_low / _high / _dual, ratio_mean / _min /
     _max, advantage_mean / _std / _min / _max; entropy (with `entropy`); sampler_logprob_diff_mean /
-    _max (with `sampler_logprobs`); is_weight_mean / _min / _max and is_rejected_frac (IS
+    _max and is_ratio_mean / _min / _max, the raw token ratio exp(lp_old - lp_sampler) (with
+    `sampler_logprobs`); is_weight_mean / _min / _max (the applied weight) and is_rejected_frac (IS
     correction); token_weight_mean / _max (TW-GRPO); sequence_weight_mean (difficulty);
     truncated_frac (truncation mask); entropy_kept_frac (top-entropy selection).
   """
@@ -263,6 +264,12 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
     gap = sg(jnp.abs(old_logprobs - sampler_logprobs))  # [B, T]
     metrics['sampler_logprob_diff_mean'] = _masked_mean(gap, mask_f)
     metrics['sampler_logprob_diff_max'] = _masked_max(gap, mask_f)
+    # The raw per-token sampler -> trainer IS ratio, whether or not a correction applies it.
+    is_ratio = jnp.exp(jnp.clip(sg(old_logprobs - sampler_logprobs), -weights_lib.IS_LOG_BOUND,
+                                weights_lib.IS_LOG_BOUND))
+    metrics['is_ratio_mean'] = _masked_mean(is_ratio, mask_f)
+    metrics['is_ratio_min'] = _masked_min(is_ratio, mask_f)
+    metrics['is_ratio_max'] = _masked_max(is_ratio, mask_f)
   if cfg.is_correction != NONE:
     is_weight, rejected = weights_lib.is_correction_weights(old_logprobs, sampler_logprobs, mask_f,
                                                             cfg.is_correction, cfg.is_cap_min, cfg.is_cap_max)

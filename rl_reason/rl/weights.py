@@ -44,7 +44,8 @@ def _chunked_logsumexp(scaled: Callable[[int, int], jax.Array], vocab: int, chun
 
 
 def tw_grpo_token_weights(logits: jax.Array, mask: jax.Array, num_generations: int, *, alpha: float,
-                          chunk_size: int, temperature: float = 1.0, stop_gradient: bool = True) -> jax.Array:
+                          chunk_size: int, temperature: float = 1.0, stop_gradient: bool = True,
+                          columns: jax.Array | None = None) -> jax.Array:
   """TW-GRPO position weights [B, T] from the intra-group divergence of the full next-token distributions.
 
   With l[i,t,:] = log softmax(logits / temperature), replaced by the uniform -log V past a
@@ -58,7 +59,9 @@ def tw_grpo_token_weights(logits: jax.Array, mask: jax.Array, num_generations: i
 
   The vocabulary is processed in chunks of `chunk_size` (a lax.scan; a remainder chunk is allowed),
   so the extra memory is O(B T C), not O(B T V). The TW-GRPO code does not detach w; here
-  `stop_gradient=True` (default) does (ALGORITHMS.md §5).
+  `stop_gradient=True` (default) does (ALGORITHMS.md §5). D[t] depends on position t only, so a
+  caller may compute it position-chunk by position-chunk (`tw_grpo_divergence`) and finish with
+  `tw_grpo_weights_from_divergence`.
 
   Args:
     logits: f32[B, T, V] logits that predict each completion token.
@@ -68,16 +71,25 @@ def tw_grpo_token_weights(logits: jax.Array, mask: jax.Array, num_generations: i
     chunk_size: vocabulary chunk C.
     temperature: the sampling temperature the log-probs are taken under.
     stop_gradient: detach the weights from the logits.
+    columns: bool[T] the positions min/max run over; None = where some row of `mask` is real. Pass
+      the optimiser batch's columns when it is split into micro-batches.
 
   Returns:
     f32[B, T] weights, 0 on padding.
   """
+  if stop_gradient:
+    logits = jax.lax.stop_gradient(logits)
+  spread = tw_grpo_divergence(logits, mask, num_generations, chunk_size=chunk_size, temperature=temperature)
+  return tw_grpo_weights_from_divergence(spread, mask, num_generations, alpha=alpha, columns=columns)
+
+
+def tw_grpo_divergence(logits: jax.Array, mask: jax.Array, num_generations: int, *, chunk_size: int,
+                       temperature: float = 1.0) -> jax.Array:
+  """D[t] of tw_grpo_token_weights per group, f32[P, T] (P = B / G), vocabulary chunk by chunk."""
   rows, length, vocab = logits.shape
   if rows % num_generations:
     raise ValueError(f'{rows} rows are not divisible by num_generations={num_generations}')
   logits = logits.astype(jnp.float32)
-  if stop_gradient:
-    logits = jax.lax.stop_gradient(logits)
   scale = temperature if temperature > 0 else 1.0
   active = mask.astype(bool)[..., None]  # [B, T, 1]
   uniform = -math.log(vocab)
@@ -99,8 +111,15 @@ def tw_grpo_token_weights(logits: jax.Array, mask: jax.Array, num_generations: i
                           jnp.arange(full))
   if vocab % chunk:
     total = total + divergence(full * chunk, vocab % chunk)
-  spread = jnp.mean(total, axis=1)  # [P, T]
-  columns = jnp.any(mask.astype(bool), axis=0)[None]  # [1, T] positions some row still generates
+  return jnp.mean(total, axis=1)  # [P, T]
+
+
+def tw_grpo_weights_from_divergence(spread: jax.Array, mask: jax.Array, num_generations: int, *, alpha: float,
+                                    columns: jax.Array | None = None) -> jax.Array:
+  """w[t] of tw_grpo_token_weights from D [P, T] (tw_grpo_divergence), f32[B, T], 0 on padding."""
+  if columns is None:
+    columns = jnp.any(mask.astype(bool), axis=0)  # [T] positions some row still generates
+  columns = columns.astype(bool)[None]  # [1, T]
   low = jnp.min(jnp.where(columns, spread, jnp.inf), axis=1, keepdims=True)
   high = jnp.max(jnp.where(columns, spread, -jnp.inf), axis=1, keepdims=True)
   low, high = jnp.where(jnp.isfinite(low), low, 0.0), jnp.where(jnp.isfinite(high), high, 0.0)  # no real token
@@ -146,7 +165,7 @@ def difficulty_weights(iou: jax.Array, num_generations: int, kind: str, power: f
 
 
 # ------------------------------------------------------------------ sampler -> trainer IS correction
-_IS_LOG_BOUND = 20.0  # exp(20) ~ 5e8: far above any useful cap, below float32 overflow
+IS_LOG_BOUND = 20.0  # exp(20) ~ 5e8: far above any useful cap, below float32 overflow
 IS_CORRECTIONS = ('token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask')
 
 
@@ -167,7 +186,7 @@ def is_correction_weights(old_logprobs: jax.Array, sampler_logprobs: jax.Array, 
   diff = jax.lax.stop_gradient(old_logprobs - sampler_logprobs) * maskf  # [B, T]
   if mode.startswith('sequence'):
     diff = jnp.broadcast_to(jnp.sum(diff, axis=1, keepdims=True), diff.shape)
-  weight = jnp.exp(jnp.clip(diff, -_IS_LOG_BOUND, _IS_LOG_BOUND))
+  weight = jnp.exp(jnp.clip(diff, -IS_LOG_BOUND, IS_LOG_BOUND))
   if mode.endswith('truncate'):
     return jnp.clip(weight, cap_min, cap_max), jnp.zeros(weight.shape, bool)
   rejected = (weight < cap_min) | (weight > cap_max)
