@@ -87,7 +87,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.beta_schedule_steps = 0  # length of a non-constant schedule, in RL steps
   c.rl.kl_group_factor = 'none'  # none | akf_mean_reward (UNVERIFIED GuirlVG AKF)
   c.rl.kl_group_factor_scale = 1.0  # akf_mean_reward: exp(scale * (group mean - batch mean reward))
-  c.rl.entropy_coef = 0.01  # entropy bonus coefficient (negative: entropy minimisation); keeps the tiny run exploring
+  c.rl.entropy_coef = 0.0  # entropy bonus coefficient (negative: entropy minimisation)
   # Loss weights (rl.weights).
   c.rl.token_weighting = 'none'  # none | tw_grpo (intra-group divergence position weights)
   c.rl.tw_alpha = 1.4  # tw_grpo: maximum weight (TW-GRPO script: 1.7)
@@ -122,7 +122,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.warmup.reference = True  # the KL reference is the policy after warm-up (else: the initial policy)
 
   c.train = config_dict.ConfigDict()
-  c.train.steps = 700  # RL steps
+  c.train.steps = 1000  # RL steps
   c.train.log_every = 1  # console / metrics.jsonl / TensorBoard cadence (steps)
   c.train.eval_every = 100  # greedy evaluation on held-out puzzles (0 = only at the end)
   c.train.eval_size = 128  # held-out puzzles per evaluation
@@ -138,9 +138,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.dynamic_sampling = config_dict.ConfigDict()
   # DAPO dynamic sampling: generate rounds of prompts, keep only groups whose completions differ in
   # the metric (a group of equal rewards has zero advantage), until the step's prompts are filled.
-  c.dynamic_sampling.metric = 'reward'  # '' = off | accuracy (binary, DAPO) | reward (total reward differs)
-  c.dynamic_sampling.prompts_per_round = 16  # prompts generated per round (0: prompts per step; DAPO: 3x)
-  c.dynamic_sampling.max_rounds = 4  # rounds per step at most; then dropped groups fill the batch
+  c.dynamic_sampling.metric = ''  # '' = off | accuracy (binary, DAPO) | reward (total reward differs)
+  c.dynamic_sampling.prompts_per_round = 0  # prompts generated per round (0: prompts per step; DAPO: 3x)
+  c.dynamic_sampling.max_rounds = 10  # rounds per step at most; then dropped groups fill the batch
   c.dynamic_sampling.fill = 'dropped'  # dropped (fill with dropped groups, counted) | error (verl)
 
   c.shaping = config_dict.ConfigDict()
@@ -156,8 +156,6 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   if arg == 'tiny_2x1':  # the settings the end-to-end test was calibrated with
     c.task.rows, c.task.cols = 2, 1
     c.task.image_size = (32, 32)
-    c.rl.entropy_coef = 0.0
-    c.dynamic_sampling.metric, c.dynamic_sampling.prompts_per_round, c.dynamic_sampling.max_rounds = '', 0, 10
     c.rollout.batch_size, c.rollout.num_generations = 64, 8
     c.warmup.steps = 100
     c.train.steps = 300
@@ -181,8 +179,6 @@ def _published_model(c: config_dict.ConfigDict, preset: str) -> None:
   c.rollout.max_new_tokens = 512
   c.rollout.prompt_buckets = (512, 1024)
   c.rl.beta = 0.04
-  c.rl.entropy_coef = 0.0
-  c.dynamic_sampling.metric, c.dynamic_sampling.prompts_per_round, c.dynamic_sampling.max_rounds = '', 0, 10
   c.optim.learning_rate = 1e-6
   c.optim.warmup_steps = 0
   c.optim.b2 = 0.999

@@ -52,13 +52,8 @@ def load(relative_path: str) -> ModuleType:
 
 
 def vlm_grpo(arg: str | None = None) -> config_dict.ConfigDict:
-  """configs/vlm_grpo.py's config (the four loss-only recipes grpo/dapo/dr_grpo/gspo start from it),
-  without the tiny default's exploration aids (entropy bonus, dynamic sampling), which no paper's
-  GRPO has: a recipe that uses them sets them itself."""
-  c = load('vlm_grpo.py').get_config(arg)
-  c.rl.entropy_coef = 0.0
-  c.dynamic_sampling.metric, c.dynamic_sampling.prompts_per_round, c.dynamic_sampling.max_rounds = '', 0, 10
-  return c
+  """configs/vlm_grpo.py's config (the four loss-only recipes grpo/dapo/dr_grpo/gspo start from it)."""
+  return load('vlm_grpo.py').get_config(arg)
 
 
 def check_arg(arg: str | None, valid: tuple[str, ...]) -> str:
