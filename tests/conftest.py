@@ -5,6 +5,7 @@ os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 
 import jax  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
 
 jax.config.update('jax_num_cpu_devices', 8)
 jax.config.update('jax_numpy_rank_promotion', 'raise')
@@ -12,3 +13,21 @@ jax.config.update('jax_numpy_rank_promotion', 'raise')
 
 def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: end-to-end tests (run in CI; skip locally with -m "not slow")')
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """A persistent compilation cache for the session, shared by the xdist workers (file-locked).
+
+  Many tests compile the same programs (the small loop config, its resumed runs, the tiny recipes);
+  the cache compiles each once. Tracing still happens, so compile counters (sampler buckets) count.
+  """
+  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # the session's base folder, common to the workers
+  jax.config.update('jax_compilation_cache_max_size', 4 << 30)  # a size limit turns on the file lock
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)  # the many small programs too
+  cc.set_cache_dir(str(root / 'jax_cache'))
+  yield
+  cc.reset_cache()

@@ -221,6 +221,15 @@ def test_dapo_math_has_the_objective_of_the_dapo_recipe():
     assert (overlong.config.max_length, overlong.config.cache_length) == (cap, cap // 5)
 
 
+@pytest.mark.parametrize('name,arg,updates', [
+    ('dapo_math', 'qwen2_5_7b', 16), ('dapo_math', 'tiny', 8), ('dapo', 'qwen2_5_vl_3b', 16), ('dapo', 'tiny', 8),
+    ('simplerl_zoo', 'qwen2_5_7b', 4), ('simplerl_zoo', 'tiny', 4), ('gspo', 'qwen2_5_vl_3b', 4), ('gspo', 'tiny', 4)])
+def test_papers_updates_per_rollout(name, arg, updates):
+  """DAPO's 16 and SimpleRL-Zoo's / GSPO's 4 optimiser steps per rollout (tiny: at most one per prompt)."""
+  cfg = run_config.from_config_dict(_load(name).get_config(arg))
+  assert cfg.rl.optimizer_steps(cfg.rollout) == updates
+
+
 @pytest.mark.parametrize('name', RECIPES)
 def test_task_block_holds_exactly_the_tasks_fields(name):
   for arg in _load(name).ARGS:
@@ -286,27 +295,7 @@ def test_tiny_prompts_fit_the_bucket_and_warmup_answers_fit_the_completion(name)
   assert max(answer_lengths) <= cfg.rollout.max_new_tokens, (name, max(answer_lengths))
 
 
-@pytest.fixture(scope='module')
-def compilation_cache(tmp_path_factory):
-  """A persistent compilation cache for this module's runs (shared by xdist workers, file-locked)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get('PYTEST_XDIST_WORKER'):
-    root = root.parent  # the session's base folder, common to the workers
-  names = ('jax_compilation_cache_dir', 'jax_compilation_cache_max_size', 'jax_persistent_cache_min_compile_time_secs')
-  previous = {name: getattr(jax.config, name) for name in names}
-  jax.config.update('jax_compilation_cache_max_size', 4 << 30)  # a size limit turns on the file lock
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)  # the many small programs too
-  cc.set_cache_dir(str(root / 'recipes_jax_cache'))
-  yield
-  cc.reset_cache()
-  for name, value in previous.items():
-    jax.config.update(name, value)
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures('compilation_cache')
 @pytest.mark.parametrize('name', RECIPES)
 def test_tiny_recipe_runs_two_rl_steps(name, tmp_path):
   from rl_reason import train  # pylint: disable=g-import-not-at-top

@@ -118,6 +118,17 @@ def set_shaping(c: config_dict.ConfigDict, schemes: dict[str, dict[str, Any]]) -
   c.shaping = config_dict.ConfigDict({name: dict(fields) for name, fields in schemes.items()})
 
 
+def set_updates_per_rollout(c: config_dict.ConfigDict, updates: int) -> None:
+  """rl.mini_batch_size for `updates` optimiser steps per rollout batch (a paper's "k mini-batches").
+
+  Mini-batches hold whole groups, so a small batch gives fewer, one-group mini-batches (the tiny
+  variants: at most one update per prompt).
+  """
+  groups, batch = c.rollout.num_generations, c.rollout.batch_size
+  mini = max(batch // updates // groups, 1) * groups
+  c.rl.mini_batch_size = 0 if mini >= batch else mini
+
+
 def has_images(task: str, **fields: Any) -> bool:
   """Whether the task (with these config fields) shows images: tiny_vl for those, tiny_lm otherwise."""
   from rl_reason import tasks  # pylint: disable=g-import-not-at-top
@@ -174,7 +185,7 @@ def build(arg: str | None, valid: tuple[str, ...], *, task: str, rewards: dict[s
           real_scale: dict[str, dict[str, Any]],
           real_task_per_preset: dict[str, dict[str, Any]] | None = None,
           curriculum: dict[str, tuple[str, dict[str, Any]]] | None = None,
-          dynamic_sampling: dict[str, Any] | None = None,
+          dynamic_sampling: dict[str, Any] | None = None, updates_per_rollout: int = 1,
           shaping: dict[str, dict[str, dict[str, Any]]] | None = None) -> config_dict.ConfigDict:
   """A whole recipe: check the arg, build the task block, set the rl switches and the scale.
 
@@ -209,6 +220,8 @@ def build(arg: str | None, valid: tuple[str, ...], *, task: str, rewards: dict[s
     real(c, arg, **real_scale[arg])
   if curriculum and arg in curriculum:
     set_curriculum(c, *curriculum[arg])
+  if updates_per_rollout > 1:
+    set_updates_per_rollout(c, updates_per_rollout)
   if dynamic_sampling:
     fields = dict(dynamic_sampling)
     oversample = fields.pop('oversample', 0)

@@ -16,7 +16,8 @@ see: L_max = rollout.max_new_tokens (DAPO's 20480 is its response cap) and L_cac
 4096 / 20480), from the preset's cap (an overridden cap keeps it: set
 --config.shaping.dapo_overlong.cache_length too): on the tiny jigsaw 16 and 3, so the 12-token 2x2
 answers are free.
-Not part of this config: the loop does not split a rollout into mini-batches. Model-scale settings
+16 updates per rollout (rl.mini_batch_size = batch / 16, whole groups: 8 on the tiny batch of
+8 prompts). Model-scale settings
 stay at the preset's values.
 """
 
@@ -43,4 +44,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.dynamic_sampling.metric = 'reward'
   c.dynamic_sampling.prompts_per_round = 3 * (c.rollout.batch_size // c.rollout.num_generations)
   c.shaping = config_dict.ConfigDict({'dapo_overlong': {'cache_length': c.rollout.max_new_tokens // 5}})
+  _common.set_updates_per_rollout(c, 16)
   return c

@@ -21,14 +21,13 @@ Implemented (ALGORITHMS.md §1.14, [code: verl recipe]):
               (c.shaping dapo_overlong): L_max 20480 (= the response cap), L_cache 4096, factor 1
   real scale  512 prompts x 16 rollouts, lr 1e-6, temperature 1.0, L_max 20480 tokens, weight decay
               0.01 (verl default)
+  mini-batch  16 updates per rollout (mini-batch 32 prompts; tiny: 8 one-prompt mini-batches)
 Approximated:
   data        integer arithmetic (difficulty 3 for the real preset) instead of DAPO-Math-17k (whose
               answers are integers too, parsed from "Answer:" rather than \\boxed{})
   scale       steps not in ALGORITHMS.md: 500, placeholder
   lr schedule constant
-Not available yet:
-  mini-batch  16 updates per rollout (mini-batch 32 prompts): the loop has no mini-batch split, so
-              each rollout gives one full-batch update (rl.num_iterations = 1)
+Not available yet: nothing beyond the approximations above.
 Tiny: difficulty 1, 8 prompts x G 16, 16-token completions, 200 RL steps after 100 warm-up steps;
 overlong L_cache 3 (DAPO's 1/5 of the cap: free up to 13 tokens, the boxed answers take 8-10).
 """
@@ -55,7 +54,7 @@ def get_config(arg=None):
       real_scale={'qwen2_5_7b': dict(prompts=512, generations=16, max_new_tokens=20480,
                                      prompt_buckets=(256, 512, 1024), steps=500, learning_rate=1e-6,
                                      temperature=1.0, weight_decay=0.01)},
-      dynamic_sampling=dict(metric='accuracy', oversample=3, max_rounds=10),
+      dynamic_sampling=dict(metric='accuracy', oversample=3, max_rounds=10), updates_per_rollout=16,
       # L_max = rollout.max_new_tokens; tiny: L_cache = 16 // 5, DAPO's 4096 / 20480 of the cap.
       shaping={'tiny': {'dapo_overlong': {'cache_length': 3}},
                'qwen2_5_7b': {'dapo_overlong': {'cache_length': 4096}}})

@@ -9,9 +9,9 @@ Published hyper-parameters (ALGORITHMS.md §1.14, PEERS_PYTORCH.md §2.2):
   KL          none (beta = 0)
   aggregation sequence mean (each sequence's tokens share s_i: seq-mean-token-mean)
   rollout     each rollout batch split into 4 mini-batches (4 updates per rollout)
-This recipe keeps one full-batch update per rollout: with rl.num_iterations = 1 the ratio is 1 in
-value and the clip never binds (the gradient is GSPO's); rl.mini_batch_size = rollout.batch_size / 4
-gives the paper's 4 updates per rollout (not set here: the batch sizes are the base config's). GSPO-token: rl.ratio_level='sequence_token'.
+The 4 updates per rollout are rl.mini_batch_size = rollout.batch_size / 4 (whole groups; old
+log-probs computed once per rollout), so the clip binds from the second mini-batch on.
+GSPO-token: rl.ratio_level='sequence_token'.
 Model-scale settings stay at the preset's values.
 """
 
@@ -35,4 +35,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.eps_high = 4e-4
   c.rl.beta = 0.0
   c.rl.aggregation = 'seq_mean_token_mean'
+  _common.set_updates_per_rollout(c, 4)
   return c

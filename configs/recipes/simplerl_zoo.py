@@ -17,6 +17,8 @@ Implemented (ALGORITHMS.md §1.10, [code]):
               up to 14B), entropy bonus 1e-3, token-mean (verl default)
   real scale  1024 prompts x 8 rollouts, lr 5e-7, temperature 1.0, 8192-token responses, weight
               decay 0.01 (verl default)
+Mini-batches: the rollout batch is updated in 4 PPO mini-batches (of 256 prompts at the real
+scale; tiny: 4 mini-batches of 2 prompts).
 Approximated:
   difficulty  the static data buckets (Easy: GSM8K + MATH level 1; Medium: MATH 1-4; Hard: MATH 3-5),
               chosen to match the base model, are arithmetic difficulties 1 / 2 / 3; the assignment
@@ -24,8 +26,6 @@ Approximated:
   scale       steps not in ALGORITHMS.md: 100, placeholder
   lr schedule constant
 Not available yet:
-  mini-batch  the rollout batch is updated in 4 PPO mini-batches of 256 prompts; this recipe does not
-              set rl.mini_batch_size yet, so each rollout gives one full-batch update
   prompt      the "simple" prompt style for weak instruction followers (the task has one template)
 Tiny: difficulty 1 (two one-digit operands), 8 prompts x G 8, 16-token completions, 200 RL steps
 after 100 warm-up steps.
@@ -55,4 +55,4 @@ def get_config(arg=None):
               entropy_coef=1e-3),
       tiny_scale=dict(prompts=8, generations=8, max_new_tokens=16, prompt_buckets=(96,), steps=200,
                       warmup_steps=100),
-      real_scale={preset: _REAL for preset in ARGS[1:]})
+      real_scale={preset: _REAL for preset in ARGS[1:]}, updates_per_rollout=4)
