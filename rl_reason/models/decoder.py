@@ -124,22 +124,6 @@ class DecoderLayer(nnx.Module):
     return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
-def _stacked_layers(cfg: TextConfig, rngs: nnx.Rngs, param_dtype) -> DecoderLayer:
-  """One DecoderLayer whose parameters are [L, ...], each layer initialised from its own key."""
-
-  @nnx.split_rngs(splits=cfg.num_hidden_layers)
-  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.num_hidden_layers)
-  def make(layer_rngs):
-    return DecoderLayer(cfg, rngs=layer_rngs, param_dtype=param_dtype)
-
-  stacked = make(rngs)
-  for _, variable in nnx.iter_graph(stacked):
-    if isinstance(variable, nnx.Param):
-      axes = variable.get_metadata().get('logical_axes') or (None,) * (variable.get_value().ndim - 1)
-      variable.set_metadata('logical_axes', (shd.LAYERS, *axes))
-  return stacked
-
-
 class Decoder(nnx.Module):
   """Token embedding, decoder layers (a list, or one stacked layer under scan), final norm and LM head."""
 
@@ -150,7 +134,8 @@ class Decoder(nnx.Module):
         nnx.initializers.normal(0.02)(rngs.params(), (cfg.vocab_size, cfg.hidden_size), param_dtype),
         logical_axes=(shd.VOCAB, shd.EMBED))
     if scan_layers:
-      self.layers = _stacked_layers(cfg, rngs, param_dtype)
+      self.layers = layers.stacked(lambda r: DecoderLayer(cfg, rngs=r, param_dtype=param_dtype), cfg.num_hidden_layers,
+                                  rngs)
     else:
       self.layers = nnx.List([DecoderLayer(cfg, rngs=rngs, param_dtype=param_dtype)
                               for _ in range(cfg.num_hidden_layers)])

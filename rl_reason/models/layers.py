@@ -188,3 +188,22 @@ def text_rotary(positions: jax.Array, inv_freq: jax.Array,
 def attention_weights_mask_value(dtype) -> float:
   # A large finite negative so fully masked rows (left padding) give a uniform, not NaN, softmax.
   return float(jnp.finfo(dtype).min) / 2
+
+
+def stacked(make: Callable[[nnx.Rngs], nnx.Module], count: int, rngs: nnx.Rngs) -> nnx.Module:
+  """One module whose parameters are [count, ...] (logical axis LAYERS first), each copy from its own key.
+
+  `make(rngs)` builds one layer; the result runs under jax.lax.scan over its leading axis.
+  """
+
+  @nnx.split_rngs(splits=count)
+  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=count)
+  def build(layer_rngs):
+    return make(layer_rngs)
+
+  module = build(rngs)
+  for _, variable in nnx.iter_graph(module):
+    if isinstance(variable, nnx.Param):
+      axes = variable.get_metadata().get('logical_axes') or (None,) * (variable.get_value().ndim - 1)
+      variable.set_metadata('logical_axes', (shd.LAYERS, *axes))
+  return module

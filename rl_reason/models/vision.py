@@ -98,22 +98,6 @@ class PatchMerger(nnx.Module):
     return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
 
 
-def _stacked_blocks(cfg: VisionConfig, rngs: nnx.Rngs, param_dtype) -> VisionBlock:
-  """One VisionBlock whose parameters are [depth, ...], each block initialised from its own key."""
-
-  @nnx.split_rngs(splits=cfg.depth)
-  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.depth)
-  def make(block_rngs):
-    return VisionBlock(cfg, rngs=block_rngs, param_dtype=param_dtype)
-
-  stacked = make(rngs)
-  for _, variable in nnx.iter_graph(stacked):
-    if isinstance(variable, nnx.Param):
-      axes = variable.get_metadata().get('logical_axes') or (None,) * (variable.get_value().ndim - 1)
-      variable.set_metadata('logical_axes', (shd.LAYERS, *axes))
-  return stacked
-
-
 class VisionTower(nnx.Module):
 
   def __init__(self, cfg: VisionConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, scan_layers: bool = False):
@@ -122,7 +106,7 @@ class VisionTower(nnx.Module):
     self.patch_embed = layers.Linear(cfg.patch_dim, cfg.hidden_size, axes=(None, shd.EMBED),
                                      use_bias=False, rngs=rngs, param_dtype=param_dtype)
     if scan_layers:
-      self.blocks = _stacked_blocks(cfg, rngs, param_dtype)
+      self.blocks = layers.stacked(lambda r: VisionBlock(cfg, rngs=r, param_dtype=param_dtype), cfg.depth, rngs)
     else:
       self.blocks = nnx.List([VisionBlock(cfg, rngs=rngs, param_dtype=param_dtype)
                               for _ in range(cfg.depth)])
