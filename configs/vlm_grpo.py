@@ -148,6 +148,26 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # ({} = none), e.g. in a recipe: c.shaping = {'dapo_overlong': {'cache_length': 4}}. Each scheme adds a
   # term (lengths in tokens, groups, sampler log-probs) to the trained reward; logged task metrics stay raw.
 
+  c.data = config_dict.ConfigDict()
+  # Where the prompts come from (rl_reason/data/sources.py; README, Configuration): procedural = the task's
+  # generator; tfds / jsonl read rows, each process its share, over-long prompts dropped, position checkpointed.
+  c.data.source = 'procedural'  # procedural | tfds | jsonl
+  c.data.tfds_name = ''  # tfds: dataset name ('mnist', 'clevr:3.1.0'), prepared in tfds_dir (nothing is downloaded)
+  c.data.tfds_dir = ''  # tfds: folder the dataset was prepared in ('' = TFDS's default)
+  c.data.split = 'train'  # tfds: split of the training prompts ('train[:90%]' slices too)
+  c.data.eval_split = ''  # tfds: split of the evaluation prompts ('' = split)
+  c.data.tfds_mode = ''  # tfds: classification | jigsaw (the task section's puzzles) | counting; '' = task.name
+  c.data.image_key = 'image'  # tfds: image feature
+  c.data.label_key = 'label'  # tfds classification: ClassLabel feature
+  c.data.objects_key = 'objects'  # tfds counting: Sequence of object annotations
+  c.data.class_names = ()  # tfds classification: names replacing the ClassLabel's (() = the dataset's)
+  c.data.question = 'What type of object is in the photo?'  # tfds classification: the question
+  c.data.jsonl_path = ''  # jsonl: training file(s), comma-separated (needs reward.weights)
+  c.data.eval_jsonl_path = ''  # jsonl: evaluation file(s) ('' = jsonl_path)
+  c.data.think = True  # tfds / jsonl: think mode of the prompts and warm-up answers
+  c.data.jsonl_instruction = True  # jsonl: append the think / no-think instruction (False: prompts as written)
+  c.data.shuffle = True  # tfds / jsonl: a fresh seeded row order each epoch
+
   c.mesh = config_dict.ConfigDict()
   c.mesh.data = -1  # data-parallel devices (-1: all remaining)
   c.mesh.fsdp = 1  # parameter-sharding devices

@@ -20,6 +20,7 @@ from rl_reason.parallel.sharding import MeshConfig
 from rl_reason.rl.advantages import ADVANTAGE_ESTIMATORS, PER_REWARD_ESTIMATORS
 from rl_reason.rl.losses import NONE as _NONE, LossConfig
 from rl_reason import curricula, rewards, tasks
+from rl_reason.data import sources as data_sources
 from rl_reason.rewards import shapers
 
 
@@ -247,6 +248,8 @@ class RunConfig:
   dynamic_sampling: curricula.dynamic_sampling.DynamicSamplingConfig | None = None
   # Reward-shaping schemes applied between scoring and advantages (rewards.shapers); () = none.
   shaping: tuple[shapers.Selected, ...] = ()
+  # Where the prompts come from: the task's generator (default), a TFDS dataset or JSONL files.
+  data: data_sources.DataConfig = data_sources.DataConfig()
 
 
 def plain(value: Any) -> Any:
@@ -270,7 +273,8 @@ _SECTIONS = ('seed', 'model', 'task', 'reward', 'rollout', 'rl', 'optim', 'warmu
 # curriculum: {'name': '' or a registered curriculum, **its fields}; dynamic_sampling: {'metric': '' (off)
 # or accuracy | reward, **DynamicSamplingConfig fields}.
 # shaping: {registered scheme name: {its fields}} (rewards.shapers), {} = none.
-_OPTIONAL_SECTIONS = ('curriculum', 'dynamic_sampling', 'shaping')
+# data: {'source': 'procedural' | 'tfds' | 'jsonl', **DataConfig fields} (rl_reason/data/sources.py).
+_OPTIONAL_SECTIONS = ('curriculum', 'dynamic_sampling', 'shaping', 'data')
 _LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LossConfig))
 
 
@@ -341,10 +345,14 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
                        f'(one of {curricula.names()})')
     curriculum = {}
   shaping = _shaping(raw.get('shaping'), raw['rollout'], rl_cfg)
+  data = _build(data_sources.DataConfig, dict(raw.get('data') or {}), 'data')
+  data_sources.check(data, task_name, task_cfg, weights,
+                     curricula.from_spec(curriculum).controls() if curriculum else frozenset())
   return RunConfig(
       seed=int(raw['seed']),
       curriculum=curriculum,
       shaping=shaping,
+      data=data,
       dynamic_sampling=_dynamic_sampling(raw.get('dynamic_sampling'), raw['rollout']),
       model=_build(ModelSection, raw['model'], 'model'),
       task_name=task_name,

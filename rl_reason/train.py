@@ -25,7 +25,8 @@ from flax import nnx
 from ml_collections import config_dict
 
 from rl_reason import checkpoint, curricula, metrics, models, optim, rewards, rollout as rollout_lib, run_config, tasks
-from rl_reason.data import image_processor, pipeline, processor as processor_lib, tokenizer as tokenizer_lib
+from rl_reason.data import image_processor, jsonl_source, pipeline, processor as processor_lib, sources as data_sources
+from rl_reason.data import tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
@@ -34,7 +35,7 @@ from rl_reason.rl import learner as learner_lib
 from rl_reason.sampling import Sampler, SamplingConfig
 
 # Config keys whose change makes a checkpoint in the workdir unusable for this run.
-COMPATIBILITY_KEYS = ('seed', 'model', 'task', 'rollout.batch_size', 'rollout.num_generations')
+COMPATIBILITY_KEYS = ('seed', 'model', 'task', 'data', 'rollout.batch_size', 'rollout.num_generations')
 TIME_KEYS = ('time_sample', 'time_reward', 'time_update', 'time_step')
 # Metrics of this process rather than of the run: a resumed run may differ in them.
 PROCESS_KEYS = TIME_KEYS + ('sampler_compilations',)
@@ -82,6 +83,29 @@ def _host(x) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
+def _curriculum_domains(curriculum) -> tuple[str, ...]:
+  """The domains a curriculum (or a part of a combined one) may draw prompts from; () when it draws none."""
+  parts = getattr(curriculum, 'parts', (curriculum,))
+  return tuple(d for part in parts if curricula.base.DOMAINS in part.controls() for d in part.cfg.domains)
+
+
+def _example_domains(examples: list[dict[str, Any]]) -> np.ndarray | None:
+  """[P] the domain of each example (meta 'domain'), or None unless every example has one."""
+  domains = [e['meta'].get(pipeline.DOMAIN) for e in examples]
+  return np.asarray(domains) if all(isinstance(d, str) for d in domains) else None
+
+
+def _domain_metrics(domains: np.ndarray, total: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
+  """domain/<d>/{prompts, reward_mean, accuracy} from [P] domains and [P, G] reward and accuracy columns."""
+  out = {}
+  for domain in sorted(set(domains.tolist())):
+    rows = domains == domain
+    out.update({f'domain/{domain}/prompts': float(rows.sum()),
+                f'domain/{domain}/reward_mean': float(total[rows].mean()),
+                f'domain/{domain}/accuracy': float(accuracy[rows].mean())})
+  return out
+
+
 class Trainer:
   """Builds every component from a RunConfig and runs the loop."""
 
@@ -106,7 +130,12 @@ class Trainer:
     self.model_cfg = model.cfg
     special = tokenizer_lib.special_ids(self.tokenizer)
     self.pad_id, self.eos_id = special['pad_id'], special['eos_id']
-    self.task = tasks.get(cfg.task_name, cfg.task)
+    self.from_rows = cfg.data.source != data_sources.PROCEDURAL  # prompts from a TFDS dataset or JSONL files
+    source_kwargs = dict(task_name=cfg.task_name, task_cfg=cfg.task, seed=cfg.seed,
+                         process_index=jax.process_index(), process_count=jax.process_count())
+    # A row source stands in for the task: its rewards, a probe example, format-only warm-up answers.
+    self.task = (data_sources.source_task(cfg.data, **source_kwargs) if self.from_rows
+                 else tasks.get(cfg.task_name, cfg.task))
     # reward.weights = {} takes the task's published rewards and weights.
     self.reward_weights = dict(cfg.reward_weights) or dict(zip(self.task.reward_names, self.task.reward_weights))
     # Summary metrics (solve rate, accuracy, format rate) by reward; logged, trained on only if weighted.
@@ -123,13 +152,25 @@ class Trainer:
     self.current = (self.task, self.reward_weights, self.metric_rewards)  # what this step trains on
     image_cfg = self._image_config(probe)
     encoder = pipeline.PromptEncoder(self.tokenizer, self.model_cfg, image_cfg, cfg.rollout.prompt_buckets)
-    stream = lambda split, batch, make_example=self.task.example: pipeline.PromptStream(
-        make_example, encoder, seed=cfg.seed, split=split, global_batch=batch,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    # Training prompts come from the task of the current curriculum stage; eval and warm-up from the run's.
+
+    def stream(split, batch, make_example=self.task.example, make_example_for=None):
+      if self.from_rows:  # this process's rows of the split; prompts longer than the largest bucket dropped, counted
+        keep = jsonl_source.PromptBudget(self.tokenizer, max(cfg.rollout.prompt_buckets), image_cfg)
+        return pipeline.SourceStream(data_sources.build(cfg.data, split, keep=keep, **source_kwargs), encoder,
+                                     global_batch=batch, process_count=jax.process_count())
+      return pipeline.PromptStream(make_example, encoder, seed=cfg.seed, split=split, global_batch=batch,
+                                   process_index=jax.process_index(), process_count=jax.process_count(),
+                                   make_example_for=make_example_for)
+    # Training prompts come from the task of the current curriculum stage (and the domains it draws, if it
+    # does); eval and warm-up from the run's.
     ds = cfg.dynamic_sampling
     round_prompts = ds.prompts_per_round or cfg.rollout.prompts_per_step if ds else cfg.rollout.prompts_per_step
-    self.train_stream = stream('train', round_prompts, lambda seed: self.current[0].example(seed))
+    if self.curriculum is not None and curricula.base.DOMAINS in self.curriculum.controls() and (
+        round_prompts != cfg.rollout.prompts_per_step):
+      raise ValueError(f'the curriculum draws the domains of the step\'s {cfg.rollout.prompts_per_step} prompts, but '
+                       f'dynamic_sampling.prompts_per_round is {round_prompts}: set it to 0 with this curriculum')
+    self.train_stream = stream('train', round_prompts, lambda seed: self.current[0].example(seed),
+                               lambda domain, seed: self.current[0].example_for(domain, seed))
     self.eval_batch = stream('eval', cfg.train.eval_size).next()
     self.warmup_stream = stream('warmup', cfg.warmup.batch_size)
 
@@ -244,18 +285,26 @@ class Trainer:
     if not spec:
       return None
     curriculum = curricula.from_spec(spec)
-    unsupported = sorted(curriculum.controls() & {'domains', 'laser_targets'})
-    if unsupported:
-      raise ValueError(f'curriculum {spec.get("name")!r} controls {unsupported}, which the training loop does '
-                       'not feed yet (per-domain example generation; LASER-D length targets: select the shaping '
-                       'scheme laser_d or laser_de, which keeps its own target updater)')
+    if curricula.base.LASER_TARGETS in curriculum.controls():
+      raise ValueError(f'curriculum {spec.get("name")!r} sets LASER-D length targets, which the training loop does '
+                       'not feed; select the shaping scheme laser_d or laser_de, which keeps its own target updater')
     if jax.process_count() > 1:
       raise ValueError('curricula observe this process\'s metrics only; multi-process runs need them all-gathered')
+    if self.from_rows:  # run_config refused curricula that switch tasks or draw domains: the rows stay the rows
+      return curriculum
     self._task_cache = {}
-    for name, task_cfg in curricula.check(curriculum, self.cfg.task_name, self.cfg.task):
+    variants = [(self.cfg.task_name, self.cfg.task),
+                *curricula.check(curriculum, self.cfg.task_name, self.cfg.task)]
+    domains = _curriculum_domains(curriculum)
+    for name, task_cfg in variants:
       task = self._task_for(name, task_cfg)
       weights = dict(self.cfg.reward_weights) or dict(zip(task.reward_names, task.reward_weights))
       self._check_rewards(weights, _metric_rewards(task, weights), task.example(0)['meta'])
+      if domains and not hasattr(task, 'example_for'):
+        raise ValueError(f'curriculum {spec.get("name")!r} draws prompts by domain {list(domains)}, but task '
+                         f'{name!r} has no example_for(domain, seed)')
+      for domain in domains:  # an unknown domain fails now, not at the first draw of it
+        task.example_for(domain, 0)
     return curriculum
 
   def _task_for(self, name: str, task_cfg: Any):
@@ -269,7 +318,10 @@ class Trainer:
     if self.curriculum is None:
       return None
     plan = self.curriculum.plan(self.step, self.cfg.rollout.prompts_per_step)
-    task = self._task_for(*curricula.resolve_task(plan, self.cfg.task_name, self.cfg.task))
+    if self.from_rows:
+      task = self.task
+    else:
+      task = self._task_for(*curricula.resolve_task(plan, self.cfg.task_name, self.cfg.task))
     weights = dict(self.cfg.reward_weights) or dict(zip(task.reward_names, task.reward_weights))
     weights.update(plan.reward_weights)
     self.current = (task, weights, _metric_rewards(task, weights))
@@ -301,6 +353,8 @@ class Trainer:
     if step is None:
       return False
     saved_config = self.checkpointer.saved_config(step)
+    if 'data' not in saved_config and not self.from_rows:  # written before the data section: procedural prompts
+      saved_config = {**saved_config, 'data': self.raw_config.get('data')}
     checkpoint.check_compatible(saved_config, self.raw_config, COMPATIBILITY_KEYS,
                                 where=os.path.join(self.workdir, 'checkpoints'))
     template = self._checkpoint_tree()
@@ -348,14 +402,15 @@ class Trainer:
         self.sft_tx, params, self.param_shardings, self.mesh))(params)
     steps = cfg.rollout.max_new_tokens
     for position in range(cfg.warmup.steps):
-      examples = self.warmup_stream.examples_at(position)
+      prompts = self.warmup_stream.next()
+      examples = prompts.examples
       targets = [self.tokenizer.encode(self.task.random_answer_completion(e['meta'], seed=position * 7919 + i),
                                        add_special_tokens=False) + [self.eos_id] for i, e in enumerate(examples)]
       tokens = np.full((len(targets), steps), self.pad_id, np.int32)
       lengths = np.array([min(len(t), steps) for t in targets])
       for row, target in enumerate(targets):
         tokens[row, :lengths[row]] = target[:steps]
-      batch = shd.host_to_global(dict(prompt=self.warmup_stream.encode(examples), tokens=tokens,
+      batch = shd.host_to_global(dict(prompt=prompts.inputs, tokens=tokens,
                              completion_mask=self._completion_arrays(tokens, lengths)), self.mesh)
       self.state['params'], opt_state, out = self.learner.sft_update(self.state['params'], opt_state, batch)
       if position % 25 == 0 or position == cfg.warmup.steps - 1:
@@ -368,8 +423,14 @@ class Trainer:
     out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), self.base_key, self.greedy)
     tokens, lengths = _host(out.tokens), _host(out.lengths)
     scores = self.score(self.decode(tokens, lengths), [e['meta'] for e in batch.examples])
-    return {**{f'eval_{k}': v for k, v in self._summary(scores).items()},
-            'eval_reward_mean': float(np.nanmean(scores['total']))}
+    row = {**{f'eval_{k}': v for k, v in self._summary(scores).items()},
+           'eval_reward_mean': float(np.nanmean(scores['total']))}
+    domains = _example_domains(batch.examples)
+    if domains is not None:  # eval_domain/<d>/{prompts, reward_mean, accuracy}
+      column = lambda name: np.nan_to_num(scores[name], nan=0.0).reshape(-1, 1)
+      per_domain = _domain_metrics(domains, column('total'), column(self.metric_rewards['accuracy']))
+      row.update({f'eval_{k}': v for k, v in per_domain.items()})
+    return row
 
   def _summary(self, scores: dict[str, np.ndarray], metric_rewards=None) -> dict[str, float]:
     """The task's summary metrics (solve_rate, accuracy, format_rate, ...) from reward columns."""
@@ -386,9 +447,9 @@ class Trainer:
     key = jax.random.fold_in(self.base_key, self.step)
 
     def generate(round_index: int) -> rollout_lib.Rollout:
-      """The next prompts of the stream, their G completions each, scored."""
+      """The next prompts of the stream (of the domains the curriculum drew, if it draws), scored."""
       t0 = time.perf_counter()
-      batch = self.train_stream.next()
+      batch = self.train_stream.next(plan.domains if plan is not None else ())
       round_key = key if round_index == 0 else jax.random.fold_in(key, round_index)
       out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), round_key, self.sampling)
       tokens, lengths = _host(out.tokens), _host(out.lengths)
@@ -457,11 +518,18 @@ class Trainer:
     }
     if sampling_metrics:
       row['batch_reward_mean'] = float(total.mean())
+    if self.from_rows:
+      row['data/dropped'] = float(self.train_stream.dropped)  # over-long prompts so far (never truncated)
     row.update(shaping_metrics)  # reward_shaped_mean and shaping/<scheme>/<metric>
+    domains = _example_domains(offered.examples)  # tasks with domains: per-domain metrics, curriculum or not
+    if domains is not None:
+      row.update(_domain_metrics(domains, offered.column('total'), offered.column(metric_rewards['accuracy'])))
     if self.curriculum is not None:
       row.update(plan.metrics)
-      self.curriculum.observe(self.step, row, {'accuracy': offered.column(metric_rewards['accuracy']),
-                                               'length': offered.lengths.reshape(-1, groups)})
+      columns = {'accuracy': offered.column(metric_rewards['accuracy']), 'length': offered.lengths.reshape(-1, groups)}
+      if domains is not None:
+        columns['domain'] = domains
+      self.curriculum.observe(self.step, row, columns)
     return row, texts
 
   def _update(self, update_batch: dict[str, Any]) -> dict[str, float]:

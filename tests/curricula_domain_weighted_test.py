@@ -143,7 +143,7 @@ def test_plan_draws_quota_domains_in_a_seeded_order():
     assert plan == c.plan(step, 16)  # a function of (seed, step, weights)
     orders.add(plan.domains)
   assert len(orders) > 1  # the order is reshuffled per step
-  assert plan.metrics == {f'curriculum/weight/{d}': pytest.approx(w) for d, w in zip('ABC', c.weights)}
+  assert plan.metrics == {f'domain/{d}/weight': pytest.approx(w) for d, w in zip('ABC', c.weights)}
   other_seed = build(6)
   np.testing.assert_array_equal(other_seed.weights, c.weights)
   assert other_seed.plan(1, 16).domains != c.plan(1, 16).domains

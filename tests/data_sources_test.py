@@ -337,3 +337,147 @@ def test_indexed_source_validation():
   with pytest.raises(ValueError, match='outside'):
     source.restore(dict(source.state(), position=9))
   assert os.path.basename(__file__) == 'data_sources_test.py'
+
+
+# Runs that read their prompts from the config's data section.
+
+
+def _run_config(steps=2):
+  """configs/vlm_grpo.py's tiny 2x1 variant at test size (its task section is the jigsaw one)."""
+  from configs import vlm_grpo  # pylint: disable=g-import-not-at-top
+  config = vlm_grpo.get_config('tiny_2x1')
+  config.warmup.steps, config.warmup.batch_size = 2, 8
+  config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 8, 4, 12
+  config.train.steps, config.train.eval_every, config.train.eval_size = steps, 0, 8
+  config.train.sample_every, config.train.checkpoint_every = 0, 2
+  return config
+
+
+class _Recorder:
+  """Wraps a stream's next() and keeps every batch of examples it hands out."""
+
+  def __init__(self, stream):
+    self.stream, self.batches = stream, []
+
+  def __call__(self, *args, **kwargs):
+    batch = self.stream.__class__.next(self.stream, *args, **kwargs)
+    self.batches.append(batch.examples)
+    return batch
+
+
+def _trainer(config, workdir):
+  from rl_reason import run_config, train  # pylint: disable=g-import-not-at-top
+  return train.Trainer(run_config.from_config_dict(config), run_config.plain(config), workdir)
+
+
+@pytest.mark.slow
+def test_run_trains_on_a_tfds_dataset_named_in_the_config(data_dir, tmp_path):
+  """data.source=tfds: the loop's prompts are the dataset's rows (CLS-RL prompts on its images and labels),
+  and the source's position is in the checkpoint."""
+  config = _run_config()
+  config.data.source, config.data.tfds_name, config.data.tfds_dir = 'tfds', 'tiny_scenes', data_dir
+  config.data.tfds_mode = 'classification'
+  config.reward.weights = {}  # the source's rewards: cls_accuracy + think_answer_format
+  trainer = _trainer(config, str(tmp_path / 'run'))
+  assert trainer.reward_weights == {'cls_accuracy': 1.0, 'think_answer_format': 1.0}
+  record = _Recorder(trainer.train_stream)
+  trainer.train_stream.next = record
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert [r['step'] for r in rows] == [1, 2] and all(np.isfinite(r['loss']) for r in rows)
+  assert rows[-1]['data/dropped'] == 0
+  seen = [e for batch in record.batches for e in batch]
+  assert len(seen) == 4 and len({e['meta']['source_index'] for e in seen}) == 4  # 2 steps x 2 prompts, no repeat
+  for example in seen:
+    row = _record(data_dir, example['meta']['source_index'])
+    np.testing.assert_array_equal(example['images'][0], _image(int(row['id'])))
+    assert example['meta']['answer'] == LABELS[int(row['id']) % 3] and 'Please choose one from list' in example['prompt']
+  # The checkpoint holds the source's position: a trainer restored from it reads on from there.
+  resumed = _trainer(config, str(tmp_path / 'run'))
+  assert resumed.maybe_restore() and resumed.train_stream.source.position == 4
+  fresh = tfds_source.TfdsSource('tiny_scenes', split='train', mode='classification', data_dir=data_dir,
+                                 seed=resumed.train_stream.source.seed)
+  fresh.take(4)
+  assert _rows(resumed.train_stream.next().examples) == _rows(fresh.take(2))
+
+
+@pytest.mark.slow
+def test_run_trains_on_jsonl_rows_and_drops_over_long_prompts(tmp_path):
+  """data.source=jsonl with images: the prompts are the file's rows; a prompt longer than the largest bucket
+  (256 tokens) is dropped whole and counted."""
+  (tmp_path / 'imgs').mkdir()
+  rows = []
+  for i in range(6):
+    Image.fromarray(_image(i)).save(tmp_path / 'imgs' / f'{i}.png')
+    rows.append({'prompt': f'Which animal is this? ({i})', 'images': [f'imgs/{i}.png'], 'answer': LABELS[i % 3]})
+  rows.append({'prompt': 'Describe. ' + 'word ' * 400, 'images': ['imgs/0.png'], 'answer': 'cat'})  # row 6: too long
+  path = tmp_path / 'train.jsonl'
+  path.write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
+  config = _run_config()
+  config.data.source, config.data.jsonl_path = 'jsonl', str(path)
+  config.reward.weights = {'exact_match_ci': 1.0, 'think_answer_format': 0.5}
+  trainer = _trainer(config, str(tmp_path / 'run'))
+  record = _Recorder(trainer.train_stream)
+  trainer.train_stream.next = record
+  out = [r for r in trainer.run() if 'reward_mean' in r]
+  assert [r['step'] for r in out] == [1, 2]
+  seen = [e for batch in record.batches for e in batch]
+  assert len(seen) == 4 and all(e['meta']['source_index'] < 6 for e in seen)
+  for example in seen:
+    row = rows[example['meta']['source_index']]
+    assert example['prompt'].startswith(row['prompt'] + '\n') and example['meta']['answer'] == row['answer']
+    np.testing.assert_array_equal(example['images'][0], _image(example['meta']['source_index']))
+  # The 7 rows in shuffled order: 4 kept prompts were read, and the long row if it came before the 4th.
+  order = trainer.train_stream.source._epoch_order(0).tolist()  # pylint: disable=protected-access
+  assert out[-1]['data/dropped'] == float(order.index(6) < order.index(seen[-1]['meta']['source_index'])) == 1.0
+
+
+def test_data_section_errors_are_clear(tmp_path, data_dir):
+  from rl_reason import run_config  # pylint: disable=g-import-not-at-top
+  config = _run_config()
+  config.data.source = 'parquet'
+  with pytest.raises(ValueError, match=r"data.source 'parquet' unknown; valid: \['jsonl', 'procedural', 'tfds'\]"):
+    run_config.from_config_dict(config)
+  config = _run_config()
+  config.data.source, config.data.jsonl_path = 'jsonl', str(tmp_path / 'missing.jsonl')
+  config.reward.weights = {'exact_match': 1.0}
+  with pytest.raises(ValueError, match=r'data.jsonl_path: file .*missing.jsonl not found'):
+    run_config.from_config_dict(config)
+  (tmp_path / 'ok.jsonl').write_text(json.dumps({'prompt': 'p', 'answer': 'a'}) + '\n')
+  config.data.jsonl_path = str(tmp_path / 'ok.jsonl')
+  config.reward.weights = {}
+  with pytest.raises(ValueError, match='set reward.weights'):
+    run_config.from_config_dict(config)
+  config = _run_config()
+  config.data.tfds_name = 'mnist'  # a TFDS field while the source is procedural: it would be ignored
+  with pytest.raises(ValueError, match=r"\['tfds_name'\] do not apply to data.source='procedural'"):
+    run_config.from_config_dict(config)
+  config = _run_config()
+  config.data.source = 'tfds'
+  with pytest.raises(ValueError, match='needs data.tfds_name'):
+    run_config.from_config_dict(config)
+  config.data.tfds_name, config.data.tfds_dir = 'tiny_scenes', str(tmp_path / 'no_such_dir')
+  with pytest.raises(ValueError, match='no_such_dir is not a directory'):
+    run_config.from_config_dict(config)
+  config.data.tfds_dir = data_dir
+  config.curriculum = {'name': 'threshold', 'levels': ({'cols': 1}, {'cols': 2}), 'threshold': 0.5}
+  with pytest.raises(ValueError, match="only the procedural tasks can follow; data.source='tfds'"):
+    run_config.from_config_dict(config)
+  config.curriculum = {'name': ''}
+  config.data.tfds_name = 'not_prepared_here'  # valid config; the trainer names what it could not open
+  with pytest.raises(ValueError, match=r"data.tfds_name 'not_prepared_here', split 'train'"):
+    _trainer(config, str(tmp_path / 'run'))
+
+
+def test_data_keys_override_from_the_command_line(tmp_path):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from rl_reason import run_config  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'rows.jsonl'
+  path.write_text(json.dumps({'prompt': 'p', 'answer': 'a'}) + '\n')
+  values = flags.FlagValues()
+  argv = ['prog', f'--config={os.path.dirname(os.path.dirname(__file__))}/configs/vlm_grpo.py',
+          '--config.data.source=jsonl', f'--config.data.jsonl_path={path}', '--config.data.think=False']
+  config_flags.DEFINE_config_file('config', None, 'run', flag_values=values, lock_config=True, sys_argv=argv)
+  values(argv)
+  cfg = run_config.from_config_dict(values.config)  # the default reward.weights (jigsaw) are still set
+  assert (cfg.data.source, cfg.data.jsonl_path, cfg.data.think) == ('jsonl', str(path), False)

@@ -96,7 +96,12 @@ PAPER = {
                                         ('qwen2_5_7b', ((3, 5, 13), (3, 5, 15))))}),
     'rulereasoner': dict(
         task='rules', rewards={'rule_acc': 1.0, 'ordered_tags_format': 1.0}, rl=dict(_VERL, eps_high=0.2, beta=0.0),
-        task_fields=dict(think=True), real={p: _real(1e-6, 64, 64, 2048, 0.8, 300) for p in ('qwen3_8b', 'qwen3_4b')}),
+        task_fields=dict(think=True), real={p: _real(1e-6, 64, 64, 2048, 0.8, 300) for p in ('qwen3_8b', 'qwen3_4b')},
+        # Domain-aware dynamic sampling over the four rule domains: S 8, K 4, harmonic decay, eps 0.1, tau 0.3.
+        curriculum={arg: ('domain_weighted', {'domains': ('prontoqa', 'proofwriter', 'ordering', 'boxes'),
+                                              'update_every': 8, 'buffer_size': 4, 'variant': 'harmonic',
+                                              'epsilon': 0.1, 'tau': 0.3, 'target_base': 1.0})
+                    for arg in ('tiny', 'qwen3_8b', 'qwen3_4b')}),
     'simplerl_zoo': dict(
         task='arithmetic', rewards={'math_equiv': 1.0},
         rl=dict(_VERL, eps_high=0.2, beta=1e-4, kl_estimator='k3', kl_placement='loss', entropy_coef=1e-3),

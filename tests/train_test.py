@@ -1,5 +1,6 @@
 """The loop: end-to-end learning through main, exact resume, clear errors for bad configs and workdirs."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -309,3 +310,65 @@ def test_laser_d_shaping_targets_are_checkpointed_and_resume_exactly(tmp_path):
   train.run(config(2), str(tmp_path / 'resumed'))
   resumed = [r for r in train.run(config(4), str(tmp_path / 'resumed')) if 'reward_mean' in r]
   assert _comparable(resumed) == _comparable(straight)
+
+
+def _recipe(name):
+  path = os.path.join(REPO, 'configs', 'recipes', f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'recipe_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+RULE_DOMAINS = ('prontoqa', 'ordering')
+
+
+def _domain_weighted_config(steps):
+  """The rulereasoner recipe on two domains whose chance accuracies differ after the format warm-up (True /
+  False vs one name of twelve), the weights recomputed after every step from that step alone (target 1)."""
+  c = _recipe('rulereasoner').get_config('tiny')
+  c.task.domains, c.task.depth, c.task.num_distractors = RULE_DOMAINS, 1, 0  # prompts <= 128 tokens, answers <= 10
+  c.warmup.steps, c.warmup.batch_size = 20, 16
+  c.rollout.batch_size, c.rollout.num_generations, c.rollout.max_new_tokens = 16, 4, 10
+  c.rollout.prompt_buckets = (128,)
+  c.train.steps, c.train.eval_every, c.train.eval_size, c.train.sample_every = steps, 0, 8, 0
+  c.train.checkpoint_every = 2
+  c.curriculum.domains, c.curriculum.update_every = RULE_DOMAINS, 1
+  c.curriculum.buffer_size, c.curriculum.clear_buffer = 1, True
+  return c
+
+
+@pytest.mark.slow
+def test_domain_weighted_sampling_follows_the_lagging_domain_and_resumes_exactly(tmp_path):
+  from rl_reason.curricula import domain_weighted  # pylint: disable=g-import-not-at-top
+  cfg = run_config.from_config_dict(_domain_weighted_config(3))
+  straight = [r for r in train.run(_domain_weighted_config(3), str(tmp_path / 'straight')) if 'reward_mean' in r]
+  weights = np.array([[r[f'domain/{d}/weight'] for d in RULE_DOMAINS] for r in straight])
+  np.testing.assert_allclose(weights[0], [0.5, 0.5])
+  for previous, row, w in zip(straight, straight[1:], weights[1:]):
+    # r_d: the domain's mean rule_acc in the step before (0 when it drew no prompt); v_d = max(0, 1 - r_d).
+    accuracy = np.array([previous.get(f'domain/{d}/accuracy', 0.0) for d in RULE_DOMAINS])
+    expected = domain_weighted.softmax_weights(np.maximum(0.0, 1.0 - accuracy), cfg.curriculum['epsilon'],
+                                               cfg.curriculum['tau'])
+    np.testing.assert_allclose(w, expected, rtol=1e-6, err_msg=f'step {row["step"]}')
+  for row, w in zip(straight, weights):  # the step's prompts were drawn with its weights
+    prompts = [row.get(f'domain/{d}/prompts', 0.0) for d in RULE_DOMAINS]
+    assert prompts == domain_weighted.quota_counts(w, cfg.rollout.prompts_per_step).tolist(), row['step']
+  # Not vacuous: the accuracies differed, the weights moved toward the domain that lagged, and the draws followed.
+  first = np.array([straight[0][f'domain/{d}/accuracy'] for d in RULE_DOMAINS])
+  assert first[0] != first[1] and np.argmax(weights[1]) == np.argmin(first), (first, weights)
+  assert any(row[f'domain/{d}/prompts'] != 2 for row in straight for d in RULE_DOMAINS if f'domain/{d}/prompts' in row)
+  train.run(_domain_weighted_config(2), str(tmp_path / 'resumed'))
+  resumed = [r for r in train.run(_domain_weighted_config(3), str(tmp_path / 'resumed')) if 'reward_mean' in r]
+  assert _comparable(resumed) == _comparable(straight)
+
+
+def test_domain_weighted_sampling_needs_a_task_that_draws_by_domain(tmp_path):
+  config = _domain_weighted_config(1)
+  config.curriculum.domains = ('prontoqa', 'tarot')
+  with pytest.raises(ValueError, match="domain 'tarot' unknown"):
+    train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'a'))
+  config = _small_config(steps=1)  # jigsaw puzzles: no domains
+  config.curriculum = {'name': 'domain_weighted', 'domains': ('a', 'b')}
+  with pytest.raises(ValueError, match=r"task 'jigsaw' has no example_for"):
+    train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'b'))

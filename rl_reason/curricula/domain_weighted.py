@@ -205,7 +205,7 @@ class DomainWeighted(base.CurriculumBase):
   def plan(self, step: int, num_prompts: int) -> base.Plan:
     indices = self.draw(step, num_prompts)
     return base.Plan(domains=tuple(self.cfg.domains[i] for i in indices),
-                     metrics={f'curriculum/weight/{d}': float(w) for d, w in zip(self.cfg.domains, self.weights)})
+                     metrics={f'domain/{d}/weight': float(w) for d, w in zip(self.cfg.domains, self.weights)})
 
   def controls(self) -> frozenset[str]:
     return frozenset({base.DOMAINS})

@@ -10,6 +10,7 @@ Shapes: P prompts of this process, T prompt bucket.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -18,6 +19,7 @@ from rl_reason import models
 from rl_reason.data import image_processor, processor
 
 SPLITS = {'train': 0, 'eval': 1, 'warmup': 2}
+DOMAIN = 'domain'  # meta key: the domain an example was drawn from (domain-weighted sampling, per-domain metrics)
 
 
 def example_seed(seed: int, split: str, index: int) -> int:
@@ -70,10 +72,12 @@ class PromptStream:
   """Batches of `global_batch` prompts per step; this process takes rows [start, start + local)."""
 
   def __init__(self, make_example: Callable[[int], dict[str, Any]], encode: PromptEncoder, *, seed: int,
-               split: str, global_batch: int, process_index: int = 0, process_count: int = 1):
+               split: str, global_batch: int, process_index: int = 0, process_count: int = 1,
+               make_example_for: Callable[[str, int], dict[str, Any]] | None = None):
     if global_batch % process_count:
       raise ValueError(f'{global_batch} prompts per step do not split over {process_count} processes')
     self.make_example = make_example
+    self.make_example_for = make_example_for  # (domain, seed) -> example: batches with chosen domains
     self.encode = encode
     self.seed = seed
     self.split = split
@@ -82,12 +86,33 @@ class PromptStream:
     self.process_index = process_index
     self.position = 0  # batches consumed
 
-  def examples_at(self, position: int) -> list[dict[str, Any]]:
-    first = position * self.global_batch + self.process_index * self.local_batch
-    return [self.make_example(example_seed(self.seed, self.split, i)) for i in range(first, first + self.local_batch)]
+  def examples_at(self, position: int, domains: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """This process's examples of batch `position`.
 
-  def next(self) -> HostBatch:
-    examples = self.examples_at(self.position)
+    `domains` (one per prompt of the global batch, e.g. a domain-weighted curriculum's draw) draws
+    prompt j from `make_example_for(domains[j], seed)` with the seed it has anyway, so the batch
+    is still a function of its position (and the domains).
+    """
+    offset = self.process_index * self.local_batch
+    first = position * self.global_batch + offset
+    seeds = [example_seed(self.seed, self.split, i) for i in range(first, first + self.local_batch)]
+    if not domains:
+      return [self.make_example(seed) for seed in seeds]
+    if len(domains) != self.global_batch:
+      raise ValueError(f'{len(domains)} domains for a batch of {self.global_batch} prompts')
+    if self.make_example_for is None:
+      raise ValueError(f'the {self.split} stream cannot draw examples of a chosen domain')
+    return [self._example_for(str(domains[offset + k]), seed) for k, seed in enumerate(seeds)]
+
+  def _example_for(self, domain: str, seed: int) -> dict[str, Any]:
+    example = self.make_example_for(domain, seed)
+    # The domain travels with the example (in meta) to the per-domain metrics and the curriculum's columns.
+    if example['meta'].setdefault(DOMAIN, domain) != domain:
+      raise ValueError(f'asked for an example of domain {domain!r}, got meta {DOMAIN}={example["meta"][DOMAIN]!r}')
+    return example
+
+  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+    examples = self.examples_at(self.position, domains)
     self.position += 1
     return HostBatch(examples=examples, inputs=self.encode(examples))
 
@@ -99,3 +124,42 @@ class PromptStream:
       raise ValueError(f'data stream state {state} was saved with another seed or batch size '
                        f'(now seed {self.seed}, batch {self.global_batch})')
     self.position = int(state['position'])
+
+
+class SourceStream:
+  """Batches of `global_batch` prompts from a row source (data/sources.py); this process reads only its rows.
+
+  The source keeps its own position (epoch, row, examples its filter dropped), which is the
+  stream's checkpointed state; batches are read in order (no random access by position).
+  """
+
+  def __init__(self, source, encode: PromptEncoder, *, global_batch: int, process_count: int = 1):
+    if global_batch % process_count:
+      raise ValueError(f'{global_batch} prompts per step do not split over {process_count} processes')
+    self.source = source
+    self.encode = encode
+    self.global_batch = global_batch
+    self.local_batch = global_batch // process_count
+
+  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+    if domains:
+      raise ValueError('a row source cannot draw prompts of chosen domains')
+    examples = self.source.take(self.local_batch)
+    return HostBatch(examples=examples, inputs=self.encode(examples))
+
+  @property
+  def dropped(self) -> int:
+    """Examples the prompt-length filter dropped so far (over-long prompts are never truncated)."""
+    return self.source.dropped
+
+  def state(self) -> dict[str, Any]:
+    return {'global_batch': self.global_batch, 'source': self.source.state()}
+
+  def restore(self, state: dict[str, Any]) -> None:
+    if 'source' not in state:
+      raise ValueError(f'data stream state {sorted(state)} is not a row source\'s (the checkpoint was written with '
+                       'another data.source)')
+    if state.get('global_batch') != self.global_batch:
+      raise ValueError(f'data stream state was saved with {state.get("global_batch")} prompts per batch, now '
+                       f'{self.global_batch}')
+    self.source.restore(state['source'])
