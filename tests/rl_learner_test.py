@@ -103,7 +103,7 @@ def test_on_policy_shortcut_matches_explicit_old_logprobs():
       logp, _ = learner_lib.token_logprobs(logits, batch['tokens'], settings.temperature)
       old = jax.lax.stop_gradient(logp) if with_old is None else with_old
       return losses.policy_loss(logp, old, None, batch['advantages'], batch['completion_mask'], settings.loss)[0]
-    return jax.grad(loss_fn)(params)
+    return jax.jit(jax.grad(loss_fn))(params)  # jitted: an eager grad through the model takes minutes
 
   tx = optax.sgd(0.0)
   learner = learner_lib.Learner(graphdef, tx, tx, settings)
@@ -182,7 +182,7 @@ def test_update_wires_the_loss_options_it_can_feed():
                               loss_cfg, entropy=entropy, sampler_logprobs=batch['sampler_logprobs'],
                               token_weights=token_weights)
 
-  (loss, expected), grads = jax.value_and_grad(by_hand, has_aux=True)(params)
+  (loss, expected), grads = jax.jit(jax.value_and_grad(by_hand, has_aux=True))(params)
   _, _, metrics = learner.rl_update(params, optax.sgd(0.0).init(params), batch)
   np.testing.assert_allclose(float(metrics['loss']), float(loss), rtol=1e-5)
   np.testing.assert_allclose(float(metrics['grad_norm']), float(optax.tree.norm(grads)), rtol=1e-4)

@@ -62,15 +62,17 @@ def test_tw_grpo_gradient_flag():
   np.testing.assert_array_equal(grad(True, jnp.float32), 0.0)
   with jax.enable_x64(True):
     got = grad(False, jnp.float64)
-  step, fd = 1e-6, np.zeros_like(logits)
-  for index in np.ndindex(logits.shape):
+  # Central differences at 120 random logits (every logit would take a minute of numpy reference calls).
+  step, flat = 1e-6, np.random.default_rng(5).choice(logits.size, 120, replace=False)
+  fd = np.zeros(len(flat))
+  for i, index in enumerate(zip(*np.unravel_index(flat, logits.shape))):
     delta = np.zeros_like(logits)
     delta[index] = step
     plus = ref_lib.tw_grpo_weights(logits + delta, mask, G, 1.7)
     change = plus - ref_lib.tw_grpo_weights(logits - delta, mask, G, 1.7)
-    fd[index] = (change * cotangent).sum() / (2 * step)
+    fd[i] = (change * cotangent).sum() / (2 * step)
   assert np.abs(fd).max() > 1e-3
-  np.testing.assert_allclose(got, fd, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(got.reshape(-1)[flat], fd, rtol=1e-5, atol=1e-7)
 
 
 def test_tw_grpo_memory_scales_with_the_chunk_not_the_vocabulary():
