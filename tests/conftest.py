@@ -15,6 +15,12 @@ def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: end-to-end tests (run in CI; skip locally with -m "not slow")')
 
 
+def pytest_collection_modifyitems(items):
+  # Slow end-to-end tests first: xdist hands tests out in order, so the long ones start early and
+  # the short ones fill in around them, instead of one minutes-long test running alone at the end.
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
 @pytest.fixture(scope='session', autouse=True)
 def compilation_cache(tmp_path_factory):
   """A persistent compilation cache for the session, shared by the xdist workers (file-locked).
