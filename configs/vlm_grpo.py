@@ -87,7 +87,12 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.beta_schedule_steps = 0  # length of a non-constant schedule, in RL steps
   c.rl.kl_group_factor = 'none'  # none | akf_mean_reward (UNVERIFIED GuirlVG AKF)
   c.rl.kl_group_factor_scale = 1.0  # akf_mean_reward: exp(scale * (group mean - batch mean reward))
-  c.rl.entropy_coef = 0.0  # entropy bonus coefficient (negative: entropy minimisation)
+  c.rl.entropy_coef = 0.0  # entropy bonus coefficient (negative: entropy minimisation); with entropy_target: initial
+  # Adaptive entropy control (Skywork-OR1): each step the coefficient moves by entropy_coef_delta toward more bonus
+  # while the rollout's mean token entropy is below the target, less above; the bonus applies only below it.
+  c.rl.entropy_target = 0.0  # target mean token entropy in nats (0 = off: the fixed entropy_coef)
+  c.rl.entropy_coef_delta = 0.001  # adaptive: coefficient change per step
+  c.rl.entropy_coef_max = 0.05  # adaptive: upper clip of the coefficient
   # Loss weights (rl.weights).
   c.rl.token_weighting = 'none'  # none | tw_grpo (intra-group divergence position weights)
   c.rl.tw_alpha = 1.4  # tw_grpo: maximum weight (TW-GRPO script: 1.7)

@@ -30,6 +30,7 @@ from rl_reason.data import tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
+from rl_reason.rl import entropy_control
 from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import learner as learner_lib
 from rl_reason.sampling import Sampler, SamplingConfig
@@ -146,6 +147,14 @@ class Trainer:
       raise ValueError(f'shaping {self.shaper.batch_level} reads statistics of the whole batch, but each process '
                        'sees only its share; multi-process runs need them all-gathered (not implemented)')
     self._token_texts: dict[int, str] = {}
+    # Adaptive entropy control (rl.entropy_target > 0): a host-side coefficient, checkpointed with the run.
+    loss_cfg = cfg.loss
+    self.entropy_control = (entropy_control.EntropyController(
+        target=loss_cfg.entropy_target, delta=loss_cfg.entropy_coef_delta, max_coef=loss_cfg.entropy_coef_max,
+        coef=loss_cfg.entropy_coef) if loss_cfg.adaptive_entropy else None)
+    if self.entropy_control is not None and jax.process_count() > 1:
+      raise ValueError('rl.entropy_target > 0 steers the coefficient by the entropy of this process\'s rollouts; '
+                       'multi-process runs need it all-reduced (not implemented)')
     probe = self.task.example(0)
     self._check_rewards(self.reward_weights, self.metric_rewards, probe['meta'])
     self.curriculum = self._build_curriculum()
@@ -345,7 +354,9 @@ class Trainer:
     self.checkpointer.save(self.step, self._checkpoint_tree(),
                            meta={'step': self.step, 'data': self.train_stream.state(),
                                  'curriculum': self.curriculum.state() if self.curriculum is not None else None,
-                                 'shaping': self.shaper.state()},
+                                 'shaping': self.shaper.state(),
+                                 'entropy_control': (self.entropy_control.state()
+                                                     if self.entropy_control is not None else None)},
                            config=self.raw_config)
 
   def maybe_restore(self) -> bool:
@@ -371,6 +382,8 @@ class Trainer:
     if self.curriculum is not None:
       self.curriculum.restore(meta['curriculum'])
     self.shaper.restore(meta.get('shaping'))  # evolving shaping state (LASER-D targets); stateless: nothing
+    if self.entropy_control is not None:
+      self.entropy_control.restore(meta.get('entropy_control'))
     logging.info('resumed from %s at step %d', self.workdir, self.step)
     return True
 
@@ -486,6 +499,12 @@ class Trainer:
                                   sampler_logprobs=rollout.logprobs, rewards=trained.astype(np.float32),
                                   truncated=~finished), self.mesh)
     update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
+    control_metrics = {}
+    if self.entropy_control is not None:  # this rollout's token entropy, estimated from the sampled tokens
+      sampled_entropy = entropy_control.sampled_entropy(rollout.logprobs, self._completion_arrays(tokens, lengths))
+      coef = self.entropy_control.step(sampled_entropy)
+      update_batch['entropy_coef'] = jax.device_put(np.float32(coef), self.replicated)
+      control_metrics = {'entropy_sampled': sampled_entropy}
     if self.state['ref_params'] is not None:
       update_batch['ref_logprobs'] = self.learner.logprobs(self.state['ref_params'], update_batch)
     if cfg.rl.optimizer_steps(cfg.rollout) > 1:  # the policy moves during the rollout's updates
@@ -514,6 +533,7 @@ class Trainer:
         'sampler_compilations': self.sampler.compilations,  # bounded by the prompt buckets
         **times, 'time_update': t3 - t2, 'time_step': t3 - t0,
         **sampling_metrics,  # dynamic_sampling/{kept, filled, rounds, offered, dropped_*, surplus}
+        **control_metrics,  # entropy_sampled (adaptive entropy control; the coefficient is entropy_coef)
         **update,
     }
     if sampling_metrics:

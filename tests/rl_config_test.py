@@ -148,6 +148,7 @@ WIRED = [
     dict(beta_schedule='linear', beta_final=0.01, beta_schedule_steps=100),
     dict(kl_group_factor='akf_mean_reward'),
     dict(mask_truncated_completions=True),
+    dict(entropy_target=0.2, entropy_coef=0.01, entropy_coef_delta=0.002, entropy_coef_max=0.1),
     dict(mini_batch_size=32, num_iterations=2, grad_accum_steps=4, logprob_chunk_size=8),
 ]
 
@@ -179,6 +180,10 @@ def test_unknown_rl_keys_list_the_valid_ones():
     (dict(surrogate='sapo', eps_low=0.1), 'eps_low=0.1 has no effect'),
     (dict(beta=0.0, kl_estimator='k1'), "kl_estimator='k1' has no effect unless beta > 0"),
     (dict(advantage_eps=-1.0), 'advantage_eps'),
+    (dict(entropy_target=-0.1), 'entropy_target must be >= 0'),
+    (dict(entropy_target=0.2, entropy_coef_delta=0.0), 'entropy_coef_delta and entropy_coef_max must be > 0'),
+    (dict(entropy_target=0.2, entropy_coef=0.5, entropy_coef_max=0.1), r'initial adaptive coefficient .* \[0, '),
+    (dict(entropy_target=0.0, entropy_coef_max=0.2), 'entropy_coef_max=0.2 has no effect unless entropy_target > 0'),
 ])
 def test_invalid_loss_options_are_errors(rl, message):
   with pytest.raises(ValueError, match=message):
@@ -208,8 +213,12 @@ def test_the_loop_trains_with_the_wired_options(tmp_path):
   config.rl.tw_chunk_size = 64
   config.rl.is_correction = 'sequence_mask'
   config.rl.top_entropy_quantile = 0.5
+  # Adaptive entropy control with a target above any token entropy: the bonus is on and grows by delta per step.
+  config.rl.entropy_target, config.rl.entropy_coef_delta, config.rl.entropy_coef_max = 20.0, 0.01, 0.05
   rows = [r for r in train.run(config, str(tmp_path / 'run')) if 'reward_mean' in r]
   assert [r['step'] for r in rows] == [1, 2]
+  assert [r['entropy_coef'] for r in rows] == pytest.approx([0.01, 0.02])
+  assert all(r['entropy_sampled'] > 0 for r in rows)
   for key in ('token_weight_mean', 'is_weight_mean', 'is_rejected_frac', 'entropy_kept_frac', 'clip_frac_dual',
               'sampler_logprob_diff_max'):
     assert key in rows[-1], key
@@ -244,6 +253,7 @@ def test_the_loop_runs_minibatch_epochs_with_accumulation_and_the_difficulty_wei
   config.rl.mini_batch_size = 8
   config.rl.grad_accum_steps = 2
   config.rl.logprob_chunk_size = 5
+  config.rl.entropy_target, config.rl.entropy_coef_delta = 20.0, 0.01  # the step's coefficient reaches micro-batches
   config.mesh.data, config.mesh.tensor = 4, 2  # micro-batches of 4 completions over 4 batch shards
   cfg = run_config.from_config_dict(config)
   assert cfg.loss.difficulty_weight == 'exp'
@@ -281,3 +291,4 @@ def test_the_loop_runs_minibatch_epochs_with_accumulation_and_the_difficulty_wei
   for row in rows:
     assert row['optimizer_steps'] == 4 and np.isfinite(row['loss']) and np.isfinite(row['grad_norm'])
     assert 1.0 <= row['sequence_weight_mean'] <= np.e  # exp(1 - mIoU), mIoU in [0, 1]
+  assert [r['entropy_coef'] for r in rows] == pytest.approx([0.01, 0.02])

@@ -50,6 +50,7 @@ CONFIGS = {
     'top_entropy': LossConfig(top_entropy_quantile=0.2, entropy_coef=0.01),
     'entropy_bonus': LossConfig(entropy_coef=0.01, aggregation='token_mean'),
     'entropy_penalty': LossConfig(entropy_coef=-0.02),
+    'entropy_adaptive': LossConfig(entropy_target=0.2, entropy_coef_delta=0.002, entropy_coef_max=0.05),
     'everything': LossConfig(ratio_level='sequence_token', eps_high=0.28, dual_clip=3.0, beta=0.1,
                              kl_estimator='k3+', beta_schedule='linear', beta_final=0.0, beta_schedule_steps=10,
                              kl_group_factor='akf_mean_reward', entropy_coef=0.01, token_weighting='tw_grpo',
@@ -84,6 +85,7 @@ def _inputs(seed, spread=0.3, clamps=True):
       kl_factor=ref_lib.akf_mean_reward(rng.normal(size=B), G, 0.5),
       truncated=np.array([False, True, False, False, True, False]),
       step=37,
+      entropy_coef=0.013,
   )
   return lp, old, ref, adv, mask, extras
 
@@ -102,6 +104,8 @@ def _call_kwargs(cfg, extras):
     kwargs['truncated'] = extras['truncated']
   if cfg.beta_schedule != 'constant':
     kwargs['step'] = extras['step']
+  if cfg.entropy_target > 0:
+    kwargs['entropy_coef'] = extras['entropy_coef']
   return kwargs
 
 
@@ -329,6 +333,8 @@ def test_global_normaliser_makes_micro_batches_add_up():
     ('beta_linear', 'step', 'needs the training step'),
     ('is_token_truncate', 'sampler_logprobs', 'needs sampler_logprobs'),
     ('top_entropy', 'entropy', 'need the per-token entropy'),
+    ('entropy_adaptive', 'entropy_coef', 'entropy_target > 0 needs entropy_coef'),
+    ('entropy_adaptive', 'entropy', 'need the per-token entropy'),
 ])
 def test_missing_inputs_are_errors(name, missing, message):
   cfg = CONFIGS[name]
@@ -340,11 +346,12 @@ def test_missing_inputs_are_errors(name, missing, message):
                        **kwargs)
 
 
-@pytest.mark.parametrize('unused', ['token_weights', 'sequence_weights', 'kl_factor', 'truncated'])
+@pytest.mark.parametrize('unused', ['token_weights', 'sequence_weights', 'kl_factor', 'truncated', 'entropy_coef'])
 def test_inputs_the_config_does_not_use_are_errors(unused):
   lp, old, ref, adv, mask, extras = _inputs(11)
   value = {'token_weights': extras['token_weights'], 'sequence_weights': extras['sequence_weights'],
-           'kl_factor': extras['kl_factor'], 'truncated': extras['truncated']}[unused]
+           'kl_factor': extras['kl_factor'], 'truncated': extras['truncated'],
+           'entropy_coef': extras['entropy_coef']}[unused]
   with pytest.raises(ValueError, match=f'{unused} was passed but the config does not use it'):
     losses.policy_loss(jnp.asarray(lp), jnp.asarray(old), jnp.asarray(ref), jnp.asarray(adv), jnp.asarray(mask),
                        LossConfig(), **{unused: jnp.asarray(value)})
@@ -393,6 +400,10 @@ def test_beta_without_reference_raises():
     ({'tw_chunk_size': 128}, 'tw_chunk_size=128 has no effect'),
     ({'difficulty_weight': 'exp', 'difficulty_power': 2.0}, "difficulty_power=2.0 has no effect unless"),
     ({'is_cap_max': 5.0}, "is_cap_max=5.0 has no effect unless is_correction != 'none'"),
+    ({'entropy_target': -0.1}, 'entropy_target must be >= 0'),
+    ({'entropy_target': 0.2, 'entropy_coef_delta': 0.0}, 'entropy_coef_delta and entropy_coef_max must be > 0'),
+    ({'entropy_target': 0.2, 'entropy_coef': 0.1}, r'entropy_coef .* must be in \[0, entropy_coef_max=0.05\]'),
+    ({'entropy_coef_max': 0.1}, 'entropy_coef_max=0.1 has no effect unless entropy_target > 0'),
 ])
 def test_loss_config_validation(changes, message):
   with pytest.raises(ValueError, match=message):

@@ -197,7 +197,7 @@ def _masked_mean(x, mask):
 
 
 def policy_loss(lp, old, ref, adv, mask, cfg, entropy=None, sampler=None, token_weights=None, sequence_weights=None,
-                kl_factor=None, truncated=None, step=None, num_tokens=None, num_sequences=None):
+                kl_factor=None, truncated=None, step=None, num_tokens=None, num_sequences=None, entropy_coef=None):
   """(loss, d loss / d lp, d loss / d entropy, metrics), the composition documented in rl_reason.rl.losses."""
   mask = mask.astype(np.float64)
   metrics = {}
@@ -245,9 +245,12 @@ def policy_loss(lp, old, ref, adv, mask, cfg, entropy=None, sampler=None, token_
     per_token = per_token + coef * kl_value
     d_lp = d_lp + c * coef * kl_grad
   d_entropy = np.zeros_like(lp)
-  if cfg.entropy_coef != 0:
-    per_token = per_token - cfg.entropy_coef * entropy * selected
-    d_entropy = -cfg.entropy_coef * c * selected
+  coef = cfg.entropy_coef if cfg.entropy_target == 0 else entropy_coef  # adaptive: the step's coefficient
+  if cfg.entropy_target > 0:
+    metrics['entropy_coef'] = coef
+  if coef != 0:
+    per_token = per_token - coef * entropy * selected
+    d_entropy = -coef * c * selected
   loss = float((c * per_token).sum())
   adv_mask = np.ones(adv.shape) if adv.ndim == 1 else mask
   adv_mean = _masked_mean(adv, adv_mask)

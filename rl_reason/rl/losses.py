@@ -9,7 +9,8 @@ Composition, per token (each piece lives in its own module):
   l     = surrogates.SURROGATES[surrogate](rho, lp, A)                 ppo_clip | unclipped | cispo | sapo | gpg
   l    *= difficulty weight (row) * token weight * entropy mask * sampler IS weight
   l    += beta_t * f_row * KL(lp, lp_ref)                               kl_placement == 'loss'
-  l    -= entropy_coef * H * entropy mask
+  l    -= entropy_coef * H * entropy mask                              (entropy_target > 0: the per-step
+                                                                        coefficient of rl.entropy_control)
   loss  = aggregation.AGGREGATIONS[aggregation](l, mask')               mask' = mask without truncated rows
 """
 
@@ -67,6 +68,11 @@ class LossConfig:
   kl_group_factor_scale: float = 1.0  # akf_mean_reward: f = exp(scale * (group mean - batch mean reward))
   # Entropy.
   entropy_coef: float = 0.0  # + bonus / - penalty on token entropy (aggregated like the loss)
+  # Adaptive entropy control (Skywork-OR1, rl.entropy_control): > 0 = a per-step coefficient, passed to
+  # policy_loss, steered toward this mean token entropy; entropy_coef is then its initial value.
+  entropy_target: float = 0.0  # target mean token entropy in nats (0 = off: the fixed entropy_coef)
+  entropy_coef_delta: float = 0.001  # coefficient change per step
+  entropy_coef_max: float = 0.05  # upper clip of the coefficient
   # Loss weights.
   token_weighting: str = NONE  # none | tw_grpo (intra-group divergence weights; needs logits)
   tw_alpha: float = 1.4  # tw_grpo: maximum weight (TW-GRPO script: 1.7)
@@ -115,6 +121,14 @@ class LossConfig:
       raise ValueError(f'IS caps need 0 <= is_cap_min < is_cap_max, got {self.is_cap_min}, {self.is_cap_max}')
     if not 0.0 <= self.top_entropy_quantile <= 1.0:
       raise ValueError(f'top_entropy_quantile must be in [0, 1], got {self.top_entropy_quantile}')
+    if self.entropy_target < 0.0:
+      raise ValueError(f'entropy_target must be >= 0 (0 = off), got {self.entropy_target}')
+    if self.entropy_coef_delta <= 0.0 or self.entropy_coef_max <= 0.0:
+      raise ValueError(f'entropy_coef_delta and entropy_coef_max must be > 0, got {self.entropy_coef_delta}, '
+                       f'{self.entropy_coef_max}')
+    if self.entropy_target > 0.0 and not 0.0 <= self.entropy_coef <= self.entropy_coef_max:
+      raise ValueError(f'with entropy_target > 0, entropy_coef is the initial adaptive coefficient and must be in '
+                       f'[0, entropy_coef_max={self.entropy_coef_max}], got {self.entropy_coef}')
     defaults = {f.name: f.default for f in dataclasses.fields(self)}
     for name, active, when in _DEPENDENT_OPTIONS:
       if getattr(self, name) != defaults[name] and not active(self):
@@ -125,6 +139,14 @@ class LossConfig:
   def surrogate_params(self) -> surrogates_lib.SurrogateParams:
     return surrogates_lib.SurrogateParams(eps_low=self.eps_low, eps_high=self.eps_high, dual_clip=self.dual_clip,
                                           tau_pos=self.sapo_tau_pos, tau_neg=self.sapo_tau_neg)
+
+  @property
+  def adaptive_entropy(self) -> bool:
+    return self.entropy_target > 0.0
+
+  @property
+  def uses_entropy_bonus(self) -> bool:
+    return self.entropy_coef != 0.0 or self.adaptive_entropy
 
   @property
   def kl_in_loss(self) -> bool:
@@ -156,6 +178,8 @@ _DEPENDENT_OPTIONS: tuple[tuple[str, Callable[[LossConfig], bool], str], ...] = 
     ('difficulty_power', lambda c: c.difficulty_weight == 'power', "difficulty_weight == 'power'"),
     ('is_cap_min', lambda c: c.is_correction != NONE, "is_correction != 'none'"),
     ('is_cap_max', lambda c: c.is_correction != NONE, "is_correction != 'none'"),
+    ('entropy_coef_delta', lambda c: c.entropy_target > 0, 'entropy_target > 0'),
+    ('entropy_coef_max', lambda c: c.entropy_target > 0, 'entropy_target > 0'),
 )
 
 
@@ -185,7 +209,8 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
                 sequence_weights: jax.Array | None = None, kl_factor: jax.Array | None = None,
                 truncated: jax.Array | None = None, step: jax.Array | int | None = None,
                 num_tokens: jax.Array | float | None = None,
-                num_sequences: jax.Array | float | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+                num_sequences: jax.Array | float | None = None,
+                entropy_coef: jax.Array | float | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Scalar loss to minimise and gradient-free metrics.
 
   Args:
@@ -211,6 +236,8 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
     num_tokens: the optimiser batch's count of loss tokens (mask without truncated rows), for
       token_mean when the batch is split across calls; None = this call's count.
     num_sequences: the optimiser batch's row count, for the seq_mean_* modes; None = B.
+    entropy_coef: the step's entropy coefficient (rl.entropy_control), iff cfg.entropy_target > 0;
+      reported as the `entropy_coef` metric.
 
   Returns:
     (loss, metrics). Metrics: loss, kl (mask-mean k3 whatever the estimator, so runs stay
@@ -219,7 +246,8 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
     _max and is_ratio_mean / _min / _max, the raw token ratio exp(lp_old - lp_sampler) (with
     `sampler_logprobs`); is_weight_mean / _min / _max (the applied weight) and is_rejected_frac (IS
     correction); token_weight_mean / _max (TW-GRPO); sequence_weight_mean (difficulty);
-    truncated_frac (truncation mask); entropy_kept_frac (top-entropy selection).
+    truncated_frac (truncation mask); entropy_kept_frac (top-entropy selection); entropy_coef (adaptive
+    entropy control).
   """
   sg = jax.lax.stop_gradient
   if cfg.kl_in_loss and ref_logprobs is None:
@@ -232,9 +260,10 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
   _require(truncated, cfg.mask_truncated_completions, 'truncated', 'mask_truncated_completions')
   if cfg.beta_schedule != 'constant' and step is None:
     raise ValueError(f'beta_schedule={cfg.beta_schedule!r} needs the training step; pass it to policy_loss')
-  if (cfg.entropy_coef != 0.0 or cfg.top_entropy_quantile < 1.0) and entropy is None:
-    raise ValueError(f'entropy_coef={cfg.entropy_coef} / top_entropy_quantile={cfg.top_entropy_quantile} '
-                     'need the per-token entropy')
+  _require(entropy_coef, cfg.adaptive_entropy, 'entropy_coef', 'entropy_target > 0')
+  if (cfg.uses_entropy_bonus or cfg.top_entropy_quantile < 1.0) and entropy is None:
+    raise ValueError(f'entropy_coef={cfg.entropy_coef} / entropy_target={cfg.entropy_target} / '
+                     f'top_entropy_quantile={cfg.top_entropy_quantile} need the per-token entropy')
 
   metrics: dict[str, jax.Array] = {}
   mask_f = mask.astype(jnp.float32)
@@ -285,9 +314,13 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.
     kl_term = kl_lib.KL_ESTIMATORS[cfg.kl_estimator](logprobs, ref_logprobs)  # [B, T]
     coef = beta if kl_factor is None else beta * sg(kl_factor).astype(per_token.dtype)[:, None]
     per_token = per_token + coef * kl_term
-  if cfg.entropy_coef != 0.0:
+  if cfg.uses_entropy_bonus:
     bonus = entropy if selected is None else entropy * selected
-    per_token = per_token - cfg.entropy_coef * bonus
+    coef = cfg.entropy_coef
+    if cfg.adaptive_entropy:
+      coef = sg(jnp.asarray(entropy_coef, per_token.dtype))
+      metrics['entropy_coef'] = coef
+    per_token = per_token - coef * bonus
   loss = aggregation_lib.AGGREGATIONS[cfg.aggregation](
       per_token, mask_f, num_tokens=num_tokens, num_sequences=num_sequences,
       constant=cfg.aggregation_constant if cfg.aggregation == 'seq_mean_token_sum_norm' else None)
