@@ -494,14 +494,14 @@ class Trainer:
     group_std = trained.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
     loss_cfg = cfg.loss
-    update_batch = shd.host_to_global(dict(prompt=inputs, tokens=tokens,
-                                  completion_mask=self._completion_arrays(tokens, lengths),
+    completion_mask = self._completion_arrays(tokens, lengths)
+    update_batch = shd.host_to_global(dict(prompt=inputs, tokens=tokens, completion_mask=completion_mask,
                                   sampler_logprobs=rollout.logprobs, rewards=trained.astype(np.float32),
                                   truncated=~finished), self.mesh)
     update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
     control_metrics = {}
     if self.entropy_control is not None:  # this rollout's token entropy, estimated from the sampled tokens
-      sampled_entropy = entropy_control.sampled_entropy(rollout.logprobs, self._completion_arrays(tokens, lengths))
+      sampled_entropy = entropy_control.sampled_entropy(rollout.logprobs, completion_mask)
       coef = self.entropy_control.step(sampled_entropy)
       update_batch['entropy_coef'] = jax.device_put(np.float32(coef), self.replicated)
       control_metrics = {'entropy_sampled': sampled_entropy}

@@ -1,6 +1,5 @@
 """The loop: end-to-end learning through main, exact resume, clear errors for bad configs and workdirs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs import vlm_grpo
+from configs.recipes import rulereasoner
 from rl_reason import checkpoint, metrics, run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -315,21 +315,13 @@ def test_laser_d_shaping_targets_are_checkpointed_and_resume_exactly(tmp_path):
   assert _comparable(resumed) == _comparable(straight)
 
 
-def _recipe(name):
-  path = os.path.join(REPO, 'configs', 'recipes', f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'recipe_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 RULE_DOMAINS = ('prontoqa', 'ordering')
 
 
 def _domain_weighted_config(steps):
   """The rulereasoner recipe on two domains whose chance accuracies differ after the format warm-up (True /
   False vs one name of twelve), the weights recomputed after every step from that step alone (target 1)."""
-  c = _recipe('rulereasoner').get_config('tiny')
+  c = rulereasoner.get_config('tiny')
   c.task.domains, c.task.depth, c.task.num_distractors = RULE_DOMAINS, 1, 0  # prompts <= 128 tokens, answers <= 10
   c.warmup.steps, c.warmup.batch_size = 20, 16
   c.rollout.batch_size, c.rollout.num_generations, c.rollout.max_new_tokens = 16, 4, 10
