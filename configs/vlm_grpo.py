@@ -125,6 +125,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.warmup.batch_size = 64  # sequences per warm-up step
   c.warmup.learning_rate = 3e-3  # constant learning rate of the warm-up
   c.warmup.reference = True  # the KL reference is the policy after warm-up (else: the initial policy)
+  # Its answers are random, so its gradients into the vision tower are noise, which Adam turns into
+  # lr-sized steps: trained, the tower's image embeddings grew 1.2 -> 56 in norm and lost half
+  # their spread across images, and RL then often never learned to use the image. False: frozen.
+  c.warmup.train_vision = False
 
   c.train = config_dict.ConfigDict()
   c.train.steps = 1000  # RL steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import jax
 import optax
 
 
@@ -79,3 +80,15 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
   if cfg.grad_clip_norm == 0:
     return adamw
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), adamw)
+
+
+def freeze(tx: optax.GradientTransformation, frozen: Callable[[tuple], bool]) -> optax.GradientTransformation:
+  """`tx` on every parameter but those whose tree path `frozen(path)` selects, which do not move.
+
+  Their gradients are zeroed before `tx` (so they take no part in its gradient clipping) and their
+  updates after it (so weight decay does not move them either).
+  """
+  def mask(params):
+    return jax.tree_util.tree_map_with_path(lambda path, _: frozen(path), params)
+  zero = optax.masked(optax.set_to_zero(), mask)
+  return optax.chain(zero, tx, zero)

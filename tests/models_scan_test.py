@@ -189,12 +189,15 @@ def test_traced_program_is_flat_in_depth_with_scan():
   assert size(8, False) - size(2, False) == 3 * (size(4, False) - size(2, False)) > 0  # linear in depth
 
 
-def _decode_steps(model: models.Model, ids, mask, steps: int = 3):
-  """Prefill into a cache, then `steps` single-token decodes; all logits and the final cache."""
+def _decode_steps(model: models.Model, ids, mask, steps: int = 3, per_row: bool = False):
+  """Prefill into a cache, then `steps` single-token decodes; all logits and the final cache.
+
+  per_row: pass [B] write indices (a scatter) instead of one shared scalar (a dynamic_update_slice).
+  """
   cfg = model.cfg.text
   batch, length = ids.shape
   inputs = models.prepare_inputs(model.cfg, ids, mask)
-  cache = decoder_lib.init_cache(cfg, batch, length + steps)
+  cache = decoder_lib.init_cache(cfg, batch, length + steps, stacked=model.cfg.scan_layers)
   graphdef, state = nnx.split(model)
 
   @jax.jit
@@ -202,13 +205,13 @@ def _decode_steps(model: models.Model, ids, mask, steps: int = 3):
     return nnx.merge(graphdef, state)(input_ids, positions, attention_mask, cache=cache, write_index=write_index)
 
   logits, cache = call(state, inputs['input_ids'], inputs['positions'], inputs['attention_mask'], cache,
-                       jnp.zeros((batch,), jnp.int32))
+                       jnp.zeros((batch,), jnp.int32) if per_row else jnp.int32(0))
   outs = [logits[:, -1]]
   next_pos = inputs['positions'][:, :, -1:] + 1
   for step in range(steps):
     token = jnp.argmax(outs[-1], axis=-1)[:, None].astype(jnp.int32)
     logits, cache = call(state, token, next_pos + step, jnp.ones((batch, 1), jnp.int32), cache,
-                         jnp.full((batch,), length + step, jnp.int32))
+                         jnp.full((batch,), length + step, jnp.int32) if per_row else jnp.int32(length + step))
     outs.append(logits[:, -1])
   return np.stack([np.asarray(o) for o in outs], 1), cache
 
@@ -219,11 +222,23 @@ def test_kv_cache_decode_equals_plain(pair):
   expected_logits, expected_cache = _decode_steps(plain, ids, mask)
   got_logits, got_cache = _decode_steps(scanned, ids, mask)
   np.testing.assert_allclose(got_logits, expected_logits, atol=1e-5, err_msg=name)
-  assert got_cache['k'].shape == expected_cache['k'].shape == (3, 3, 12, 2, plain.cfg.text.dim_per_head)
+  # The scanned stack keeps one [L, B, K, S, H] array, the plain one a tuple of L [B, K, S, H] arrays.
+  assert got_cache['k'].shape == (3, 3, 2, plain.cfg.text.dim_per_head, 12) and len(expected_cache['k']) == 3
   for key in ('k', 'v', 'valid'):
-    np.testing.assert_allclose(np.asarray(got_cache[key]), np.asarray(expected_cache[key]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got_cache[key]), np.stack(expected_cache[key]) if key != 'valid' else
+                               np.asarray(expected_cache[key]), atol=1e-5)
   # Every layer wrote its own keys (not one layer's keys everywhere).
   assert np.abs(np.asarray(got_cache['k'][0] - got_cache['k'][1])).max() > 1e-3
+
+
+def test_per_row_write_indices_equal_a_shared_one(pair):
+  for model in pair[1:]:
+    ids, mask = _batch()
+    shared_logits, shared_cache = _decode_steps(model, ids, mask)
+    row_logits, row_cache = _decode_steps(model, ids, mask, per_row=True)
+    np.testing.assert_allclose(row_logits, shared_logits, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(row_cache), jax.tree.leaves(shared_cache)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
 def test_greedy_sampling_equals_plain(pair):

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
-from rl_reason import optim
+from rl_reason import models, optim
 
 
 @pytest.mark.parametrize('step,expected', [(0, 0.0), (2, 0.5), (4, 1.0), (100, 1.0)])
@@ -100,3 +101,29 @@ def test_cosine_warmup_must_leave_decay_steps():
   with pytest.raises(ValueError, match='cosine'):
     optim.OptimConfig(schedule='cosine', warmup_steps=10, total_steps=10)
   optim.OptimConfig(schedule='constant', warmup_steps=10, total_steps=5)  # harmless when constant
+
+
+def test_freeze_leaves_the_selected_parameters_alone_and_out_of_clipping():
+  # eps 1 makes Adam's first step depend on the gradient's scale, so clipping shows in the update.
+  cfg = optim.OptimConfig(learning_rate=0.1, warmup_steps=0, weight_decay=0.1, eps=1.0, grad_clip_norm=1.0)
+  params = {'visual': {'w': jnp.ones(2)}, 'decoder': {'w': jnp.ones(2)}}
+  grads = {'visual': {'w': jnp.asarray([300.0, -400.0])}, 'decoder': {'w': jnp.asarray([0.3, 0.4])}}
+  tx = optim.freeze(optim.make_optimizer(cfg), lambda path: path[0].key == 'visual')
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_array_equal(np.asarray(updates['visual']['w']), 0.0)  # no gradient step, no weight decay
+  # The trained part's update is what tx gives it alone: counted, the frozen gradients' norm of 500
+  # would clip the decoder's gradient to 1/500 of its size.
+  alone = optim.make_optimizer(cfg)
+  expected, _ = alone.update({'decoder': grads['decoder']}, alone.init({'decoder': params['decoder']}),
+                             {'decoder': params['decoder']})
+  np.testing.assert_allclose(np.asarray(updates['decoder']['w']), np.asarray(expected['decoder']['w']), rtol=1e-6)
+  assert np.all(np.asarray(updates['decoder']['w']) != 0)
+
+
+def test_vision_parameter_paths():
+  model = models.create(models.get_preset('tiny_vl'), seed=0)
+  paths = [path for path, _ in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))]
+  vision = [p for p in paths if models.is_vision_param(p)]
+  assert vision and len(vision) < len(paths)
+  assert all('visual' in jax.tree_util.keystr(p) for p in vision)
+  assert not any('visual' in jax.tree_util.keystr(p) for p in paths if not models.is_vision_param(p))

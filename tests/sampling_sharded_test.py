@@ -59,11 +59,11 @@ def test_decode_state_is_laid_out_on_the_mesh(model, mesh):
   state = sampler.prefill(params, prompt, 0, cfg)
   rows = ('data', 'fsdp')
   laid_out = lambda x, *spec: x.sharding.is_equivalent_to(NamedSharding(mesh, P(*spec)), x.ndim)
-  assert laid_out(state.cache['k'], None, rows, None, 'tensor', None), state.cache['k'].sharding
+  assert all(laid_out(k, rows, 'tensor', None, None) for k in state.cache['k']), state.cache['k'][0].sharding
   assert laid_out(state.cache['valid'], rows, None) and laid_out(state.tokens, rows, None)
   final = sampler.decode(params, state, 0, cfg)
-  assert laid_out(final.cache['v'], None, rows, None, 'tensor', None), final.cache['v'].sharding
+  assert all(laid_out(v, rows, 'tensor', None, None) for v in final.cache['v']), final.cache['v'][0].sharding
   assert laid_out(final.logprobs, rows, None) and laid_out(final.lengths, rows)
   # Each device holds a quarter of the rows and half of the KV heads.
-  shard = final.cache['k'].addressable_shards[0].data
-  assert shard.shape == (2, 8 // 4, 9 + 8, 1, 12)
+  shard = final.cache['k'][0].addressable_shards[0].data
+  assert len(final.cache['k']) == 2 and shard.shape == (8 // 4, 1, 12, 9 + 8)

@@ -215,7 +215,7 @@ def test_bf16_cache(qwen2_pair):
   params = nnx.state(ours)
   cfg = sampling.SamplingConfig(max_new_tokens=8, temperature=0.0, cache_dtype='bfloat16')
   state = sampler.prefill(params, inputs, 0, cfg)
-  assert state.cache['k'].dtype == jnp.bfloat16 and state.cache['v'].dtype == jnp.bfloat16
+  assert all(leaf.dtype == jnp.bfloat16 for leaf in (*state.cache['k'], *state.cache['v']))
   out = sampling.generate(ours, ids, mask, max_new_tokens=8, temperature=1.0, rng=1, cache_dtype='bfloat16')
   expected, _ = _full_forward_stats(ours, ids, mask, np.asarray(out.tokens))  # float32, no cache
   diff = np.abs(np.asarray(out.logprobs) - expected)
@@ -230,12 +230,12 @@ def test_decode_state_is_donated(qwen2_pair):
   params = nnx.state(ours)
   cfg = sampling.SamplingConfig(max_new_tokens=8, temperature=1.0, kv_stages=1)
   state = sampler.prefill(params, inputs, 0, cfg)
-  cache_k, tokens = state.cache['k'], state.tokens
+  cache_k, tokens = state.cache['k'][0], state.tokens
   with warnings.catch_warnings():
     warnings.simplefilter('error')  # 'Some donated buffers were not usable' would fail here
     final = sampler.decode(params, state, 0, cfg)
   assert cache_k.is_deleted() and tokens.is_deleted()
-  assert not final.cache['k'].is_deleted()
+  assert not final.cache['k'][0].is_deleted()
 
 
 def test_bad_input_is_a_clear_error(qwen2_pair):
@@ -368,3 +368,33 @@ def test_first_tokens_of_the_sampler_follow_softmax(qwen2_pair):
   assert margin > 1e-4
   probs = np.where(kept, np.exp((logits - logits.max()) / 0.7), 0.0)
   assert _chi_square(counts, probs / probs.sum(), draws) > 1e-3
+
+
+@pytest.mark.parametrize('width', [100, 128, 700, 20480])
+def test_inverse_cdf_matches_a_float64_search(width):
+  """The two-level draw (block totals, then one block's prefix sums) equals searchsorted on the full CDF."""
+  rng = np.random.RandomState(width)
+  weights = rng.rand(6, width) * (rng.rand(6, width) < 0.3)  # zeros, whole zero blocks at the large widths
+  weights[:, 130:390] = 0.0
+  weights[:, -1] = 0.5  # a nonzero last token in the last partial block
+  uniforms = rng.rand(6, 50)
+  got = jax.vmap(sampling.inverse_cdf, in_axes=(None, 1), out_axes=1)(
+      jnp.asarray(weights, jnp.float32), jnp.asarray(uniforms, jnp.float32))
+  cdf = np.cumsum(weights.astype(np.float32).astype(np.float64), axis=-1)
+  expected = np.stack([np.searchsorted(cdf[b], uniforms[b] * cdf[b, -1], side='right') for b in range(6)])
+  assert np.all(weights[np.arange(6)[:, None], np.asarray(got)] > 0)  # never a zero-weight token
+  assert (np.asarray(got) == expected).mean() > 0.99  # float32 rounding may move a draw across a boundary
+
+
+def test_inverse_cdf_frequencies_over_several_blocks():
+  width = 1000
+  probs = np.zeros(width)
+  probs[[0, 5, 127, 128, 300, 640, 641, 999]] = [1, 2, 3, 4, 1, 2, 3, 4]
+  probs /= probs.sum()
+  draws = 40000
+  uniforms = jax.random.uniform(jax.random.key(3), (draws,))
+  tokens = sampling.inverse_cdf(jnp.broadcast_to(jnp.asarray(probs, jnp.float32), (draws, width)), uniforms)
+  counts = np.bincount(np.asarray(tokens), minlength=width)
+  assert _chi_square(counts, probs, draws) > 1e-3
+  shifted = np.roll(probs, 1)  # the test can fail: a one-token offset is detected
+  assert counts[shifted > 0].sum() < draws / 2

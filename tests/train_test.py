@@ -51,6 +51,24 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('train_vision', [False, True])
+def test_format_warmup_leaves_the_vision_tower_alone_unless_asked(tmp_path, train_vision):
+  config = _small_config()
+  config.warmup.steps = 2
+  config.warmup.train_vision = train_vision
+  cfg = run_config.from_config_dict(config)
+  trainer = train.Trainer(cfg, json.loads(json.dumps(run_config.plain(config))), str(tmp_path))
+  leaves = lambda: {jax.tree_util.keystr(path): np.asarray(leaf)
+                    for path, leaf in jax.tree_util.tree_leaves_with_path(trainer.state['params'])}
+  before = leaves()
+  trainer.warmup()
+  moved = {name: not np.array_equal(value, before[name]) for name, value in leaves().items()}
+  vision = [name for name in moved if name.startswith("['visual']")]
+  assert vision and all(moved[name] for name in moved if name not in vision)  # the decoder always trains
+  assert all(moved[name] == train_vision for name in vision), {name: moved[name] for name in vision}
+
+
+@pytest.mark.slow
 def test_crash_mid_run_leaves_the_last_checkpoint_loadable(tmp_path, monkeypatch):
   workdir = str(tmp_path / 'run')
   original = train.Trainer.rl_step

@@ -20,7 +20,7 @@ from rl_reason.models import positions
 from rl_reason.models import presets  # registers the published-checkpoint presets
 from rl_reason.models.config import ModelConfig, TextConfig, VisionConfig, PRESETS, get_preset
 from rl_reason.models.hf import config_from_hf, config_to_hf, from_pretrained, save_pretrained
-from rl_reason.models.model import Model, create, create_abstract, param_count
+from rl_reason.models.model import Model, create, create_abstract, is_vision_param, param_count
 
 
 def prepare_inputs(cfg: ModelConfig, input_ids, attention_mask, pixel_values=None,
@@ -74,6 +74,6 @@ def forward(model: Model, input_ids, attention_mask, *, pixel_values=None, image
   return _forward(graphdef, params, inputs)
 
 
-__all__ = ['Model', 'ModelConfig', 'TextConfig', 'VisionConfig', 'PRESETS', 'get_preset', 'create',
+__all__ = ['Model', 'is_vision_param', 'ModelConfig', 'TextConfig', 'VisionConfig', 'PRESETS', 'get_preset', 'create',
            'create_abstract', 'config_from_hf', 'config_to_hf', 'forward', 'from_pretrained', 'param_count',
            'prepare_inputs', 'save_pretrained']

@@ -96,6 +96,11 @@ def create_abstract(cfg: ModelConfig) -> Model:
   return nnx.eval_shape(lambda: Model(cfg, rngs=nnx.Rngs(params=0)))
 
 
+def is_vision_param(path: tuple) -> bool:
+  """Whether a parameter's tree path (as jax.tree_util gives it) lies in the vision tower."""
+  return bool(path) and getattr(path[0], 'key', None) == 'visual'
+
+
 def param_count(model: Model) -> int:
   """Number of parameters (a tied LM head counts once); works on create_abstract models too."""
   return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -4,8 +4,9 @@ Shapes: L layers, B rollout rows (prompts x G), S cache slots (prompt bucket + n
 K KV heads, H head dim.
 
 Parameter and optimiser bytes are exact for the given shardings (each leaf's shard shape times its
-itemsize, counted on the fullest device); the KV cache is the sampler's [L, B, S, K, H] keys and
-values with the batch split over ('data', 'fsdp') and KV heads over 'tensor' where they divide.
+itemsize, counted on the fullest device); the KV cache is the sampler's keys and values (L layers
+of [B, K, H, S] and [B, K, S, H]) with the batch split over ('data', 'fsdp') and KV heads over
+'tensor' where they divide.
 Activations and XLA temporaries are not counted: the numbers are a floor, not a ceiling.
 """
 

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from rl_reason.models.decoder import init_cache
+from rl_reason.models.decoder import init_cache, map_cache
 from rl_reason.models.model import Model
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import kl as kl_lib
@@ -97,21 +97,21 @@ def _shared_prompt_hidden(model: Model, batch: dict[str, Any], groups: int) -> j
   num_prompts, prompt_len = prompt['input_ids'].shape
   image_embeds = model.encode_images(prompt['vision']) if prompt.get('vision') is not None else None
   # Slots: the T prompt tokens, then the N - 1 completion tokens whose hidden states predict a next one.
-  cache = init_cache(model.cfg.text, num_prompts, prompt_len + length - 1, model.compute_dtype)
+  cache = init_cache(model.cfg.text, num_prompts, prompt_len + length - 1, model.compute_dtype,
+                     stacked=model.cfg.scan_layers)
   last, cache = model.hidden_states(prompt['input_ids'], prompt['positions'], prompt['attention_mask'],
                                     image_embeds=image_embeds, cache=cache,
-                                    write_index=jnp.zeros((num_prompts,), jnp.int32),
+                                    write_index=jnp.int32(0),
                                     hidden_slice=slice(prompt_len - 1, prompt_len))  # [P, 1, D]
   first = _repeat_rows(last, groups)  # predicts completion token 0
   if length == 1:
     return first
-  cache = dict(k=_repeat_rows(cache['k'], groups, axis=1), v=_repeat_rows(cache['v'], groups, axis=1),
-               valid=_repeat_rows(cache['valid'], groups))
+  cache = map_cache(lambda leaf, rows, _: _repeat_rows(leaf, groups, axis=rows), cache)
   next_position = _repeat_rows(jnp.max(prompt['positions'], axis=(0, 2)) + 1, groups)  # [B]
   positions = next_position[:, None] + jnp.arange(length - 1)[None]  # [B, N-1]
   rest, _ = model.hidden_states(tokens[:, :-1], jnp.broadcast_to(positions[None], (3, rows, length - 1)),
                                 jnp.ones((rows, length - 1), jnp.int32), cache=cache,
-                                write_index=jnp.full((rows,), prompt_len, jnp.int32))
+                                write_index=jnp.int32(prompt_len))
   return jnp.concatenate([first, rest], axis=1)
 
 

@@ -25,7 +25,7 @@ from rl_reason.models import Model, prepare_inputs
 from rl_reason.parallel import sharding as shd
 from rl_reason.sampling import buckets as buckets_lib
 from rl_reason.sampling.buckets import EXACT_BUCKETS, ShapeBuckets
-from rl_reason.sampling.logits import (Knobs, sample_tokens, sampling_probs, scaled_logprobs, token_stats,
+from rl_reason.sampling.logits import (Knobs, inverse_cdf, sample_tokens, sampling_probs, scaled_logprobs, token_stats,
                                        truncate_logits)
 from rl_reason.sampling.sampler import (DEFAULT_KV_STAGES, EOS, FINISH_REASONS, LENGTH, STOP, DecodeState, SampleOutput,
                                         Sampler, SamplingConfig)
@@ -178,5 +178,5 @@ def generate(model: Model, input_ids, attention_mask, *, max_new_tokens: int, te
 
 __all__ = ['DEFAULT_KV_STAGES', 'DecodeState', 'EOS', 'EXACT_BUCKETS', 'FINISH_REASONS', 'Knobs', 'LENGTH',
            'PreparedGeneration', 'STOP', 'SampleOutput', 'Sampler', 'SamplingConfig', 'ShapeBuckets', 'generate',
-           'get_sampler', 'prepare_generation', 'sample_tokens', 'sampling_probs',
+           'get_sampler', 'inverse_cdf', 'prepare_generation', 'sample_tokens', 'sampling_probs',
            'scaled_logprobs', 'token_stats', 'truncate_logits']

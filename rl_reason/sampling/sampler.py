@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rl_reason.models.decoder import init_cache
+from rl_reason.models.decoder import init_cache, map_cache
 from rl_reason.models.model import DTYPES, Model
 from rl_reason.parallel import sharding as shd
 from rl_reason.sampling.logits import sample_tokens, token_stats
@@ -143,7 +143,7 @@ class DecodeState:
   logprobs: jax.Array  # [B, N] float32
   entropy: jax.Array | None  # [B, N] float32 (return_entropy)
   tail: jax.Array | None  # [B, M] int32 last M sampled tokens (stop sequences)
-  cache: dict[str, jax.Array]  # k, v [L, B, S, K, H]; valid [B, S]
+  cache: dict[str, Any]  # per layer k [B, K, H, S], v [B, K, S, H] (models.decoder); valid [B, S]
 
 
 _STATE_FIELDS = [f.name for f in dataclasses.fields(DecodeState)]
@@ -153,8 +153,11 @@ jax.tree_util.register_dataclass(DecodeState, data_fields=_STATE_FIELDS, meta_fi
 _ROW, _ROW_COL = (shd.BATCH,), (shd.BATCH, None)
 _STATE_AXES = dict(step=(), limit=(), token=_ROW, next_position=_ROW, done=_ROW, finish_reason=_ROW,
                    lengths=_ROW, tokens=_ROW_COL, logprobs=_ROW_COL, entropy=_ROW_COL, tail=_ROW_COL)
-_CACHE_AXES = dict(k=(shd.LAYERS, shd.BATCH, None, shd.KV_HEADS, None),
-                   v=(shd.LAYERS, shd.BATCH, None, shd.KV_HEADS, None), valid=_ROW_COL)
+_KV_AXES = (shd.BATCH, shd.KV_HEADS, None, None)  # k [B, K, H, S], v [B, K, S, H], after LAYERS when stacked
+
+
+def _cache_axes(leaf: jax.Array) -> tuple:
+  return _ROW_COL if leaf.ndim == 2 else (shd.LAYERS,) * (leaf.ndim - 4) + _KV_AXES
 
 
 def _stop_table(stop_sequences: tuple[tuple[int, ...], ...]) -> np.ndarray:
@@ -217,8 +220,8 @@ class Sampler:
       return x
     return jax.lax.with_sharding_constraint(x, shd.logical_to_sharding(x.shape, axes, self.mesh, self.rules))
 
-  def _constrain_cache(self, cache: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return {name: self._constrain(value, _CACHE_AXES[name]) for name, value in cache.items()}
+  def _constrain_cache(self, cache: dict[str, Any]) -> dict[str, Any]:
+    return jax.tree.map(lambda leaf: self._constrain(leaf, _cache_axes(leaf)), cache)
 
   def _constrain_state(self, state: DecodeState) -> DecodeState:
     fields = {name: self._constrain(getattr(state, name), axes) for name, axes in _STATE_AXES.items()}
@@ -263,11 +266,10 @@ class Sampler:
     vision = prompt.get('vision')
     image_embeds = model.encode_images(vision) if vision is not None else None
     cache = self._constrain_cache(init_cache(model.cfg.text, num_prompts, prompt_len + cfg.stage_capacities[0],
-                                             dtype))
+                                             dtype, stacked=model.cfg.scan_layers))
     logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds, cache=cache,
-                          write_index=jnp.zeros((num_prompts,), jnp.int32), logits_slice=slice(-1, None))
-    cache = dict(k=_fan_out(cache['k'], groups, 1), v=_fan_out(cache['v'], groups, 1),
-                 valid=_fan_out(cache['valid'], groups, 0))
+                          write_index=jnp.int32(0), logits_slice=slice(-1, None))
+    cache = map_cache(lambda leaf, rows, _: _fan_out(leaf, groups, rows), cache)
     next_position = _fan_out(jnp.max(positions, axis=(0, 2)) + 1, groups, 0)  # [B]
     logits = _fan_out(logits[:, 0], groups, 0)  # [B, V]
     zeros = jnp.zeros((batch,), jnp.int32)
@@ -299,17 +301,17 @@ class Sampler:
       fed = s.step - 1  # index of the token fed now
       position = s.next_position + fed  # [B]
       positions = jnp.broadcast_to(position[None, :, None], (3, batch, 1))
-      write_index = jnp.full((batch,), prompt_len, jnp.int32) + fed
+      write_index = jnp.int32(prompt_len) + fed  # every row's slot: prompts are left padded to one length
       logits, cache = model(s.token[:, None], positions, ones, cache=s.cache, write_index=write_index)
       s = dataclasses.replace(s, cache=self._constrain_cache(cache))
       return self._constrain_state(self._emit(s, logits[:, 0], rng, cfg))
 
     return jax.lax.while_loop(cond, body, self._constrain_state(state))
 
-  def _grow_impl(self, cache: dict[str, jax.Array], slots: int) -> dict[str, jax.Array]:
+  def _grow_impl(self, cache: dict[str, Any], slots: int) -> dict[str, Any]:
     extra = slots - cache['valid'].shape[1]
-    pad = lambda x, axis: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)])
-    return self._constrain_cache(dict(k=pad(cache['k'], 2), v=pad(cache['v'], 2), valid=pad(cache['valid'], 1)))
+    pad = lambda x, _, slot_axis: jnp.pad(x, [(0, extra if a == slot_axis else 0) for a in range(x.ndim)])
+    return self._constrain_cache(map_cache(pad, cache))
 
   # ------------------------------------------------------------------ host driver
   def prefill(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array | int, cfg: SamplingConfig,
