@@ -138,6 +138,21 @@ def test_classification_prompt_is_cls_rls_wording():
   assert classification.render_prompt('Q?', ['a'], think=False).endswith('\n Please directly output the answer.')
 
 
+@pytest.mark.parametrize('think', [True, False])
+def test_classification_without_options_names_no_class_and_keeps_the_rest(think):
+  """show_options=False (tiny recipes): no class name a decoder could copy; same image, label and meta."""
+  listed = classification.ClassificationTask(classification.ClassificationConfig(classes='color', think=think))
+  unlisted = classification.ClassificationTask(
+      classification.ClassificationConfig(classes='color', think=think, show_options=False))
+  for seed in range(10):
+    with_list, without = listed.example(seed), unlisted.example(seed)
+    assert without['meta'] == with_list['meta']
+    np.testing.assert_array_equal(without['images'][0], with_list['images'][0])
+    assert not any(name in without['prompt'] for name in unlisted.class_names), without['prompt']
+    instruction = classification.THINK if think else classification.NO_THINK
+    assert without['prompt'] == f'{classification.DEFAULT_QUESTIONS["color"]}\n {instruction}'
+
+
 def test_multichoice_answers_follow_the_image_and_inversion():
   task = multichoice.MultiChoiceTask(multichoice.MultiChoiceConfig(attributes=('color',), num_objects=(1, 3)))
   inverted_count, option_counts = 0, set()

@@ -13,7 +13,7 @@ Implemented (ALGORITHMS.md §1.2, [code]): everything of configs/recipes/cls_rl.
 Approximated: as in cls_rl.py (procedural shape classes, no fixed 4-shot set, the prompts per
 step, image size, constant lr).
 Not available yet: nothing else the recipe needs.
-Tiny: as cls_rl.py with 12-token completions.
+Tiny: as cls_rl.py (colour classes, no candidate list) with 12-token completions.
 """
 
 import importlib.util

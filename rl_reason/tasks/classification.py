@@ -7,6 +7,7 @@ replaces the last one if it was not drawn; the list is shuffled. The prompt is
     {question}\\n Please choose one from list [ c1, c2, ..., cn].\\n Please output the thinking ...
 
 with CLS-RL's think instruction, or No-Thinking-CLS-RL's "Please directly output the answer."
+With show_options False the list line is left out (the tiny recipes: see ClassificationConfig).
 The procedural classes are shapes, colours or (colour, shape) pairs of one solid object.
 """
 
@@ -52,10 +53,16 @@ def option_list(class_names: Sequence[str], label: str, rng: np.random.Generator
   return [chosen[i] for i in rng.permutation(len(chosen))]
 
 
-def render_prompt(question: str, options: Sequence[str], *, think: bool) -> str:
-  """CLS-RL's wording, spaces included: '[ a, b, c].' and a leading space before each instruction."""
+def render_prompt(question: str, options: Sequence[str], *, think: bool, show_options: bool = True) -> str:
+  """CLS-RL's wording, spaces included: '[ a, b, c].' and a leading space before each instruction.
+
+  show_options False drops the candidate-list line and keeps the rest of the wording.
+  """
+  instruction = f' {THINK if think else NO_THINK}'
+  if not show_options:
+    return f'{question}\n{instruction}'
   choice = ' Please choose one from list [ ' + ', '.join(options) + '].'
-  return f'{question}\n{choice}\n {THINK if think else NO_THINK}'
+  return f'{question}\n{choice}\n{instruction}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +77,12 @@ class ClassificationConfig:
     object_size: (min, max) object side in pixels.
     question: the class question; '' uses a default per class kind.
     think: CLS-RL (think, then answer in tags) or No-Thinking-CLS-RL (the class name only).
+    show_options: CLS-RL's candidate list in the prompt. False leaves it out: a 2-layer decoder from
+      random init learns to copy a name from the list (shuffled per prompt, so a random class)
+      instead of reading the image; supervised on the correct colour labels (100 steps of 64) it
+      reached greedy accuracy 0.97 without the list, 0.53 with the list in a fixed order and 0.20
+      with CLS-RL's shuffled list (chance 0.125). With every class listed (below 30 classes) the
+      list tells a model nothing the task does not.
   """
 
   classes: str = 'shape'
@@ -79,6 +92,7 @@ class ClassificationConfig:
   object_size: tuple[int, int] = (12, 28)
   question: str = ''
   think: bool = True
+  show_options: bool = True
 
   def __post_init__(self):
     for name in ('shapes', 'colors', 'image_size', 'object_size'):
@@ -135,7 +149,8 @@ class ClassificationTask:
     question = cfg.question or DEFAULT_QUESTIONS[cfg.classes]
     meta = {'answer': self.class_names[label], 'label': label, 'options': options, 'box': list(box),
             'think': cfg.think}
-    return {'prompt': render_prompt(question, options, think=cfg.think), 'images': [image], 'meta': meta}
+    prompt = render_prompt(question, options, think=cfg.think, show_options=cfg.show_options)
+    return {'prompt': prompt, 'images': [image], 'meta': meta}
 
   def random_answer_completion(self, meta: Mapping[str, Any], seed: int) -> str:
     options = meta['options']
