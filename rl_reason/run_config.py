@@ -201,7 +201,7 @@ class WarmupConfig:
   batch_size: int = 64
   learning_rate: float = 3e-3
   reference: bool = True
-  train_vision: bool = False
+  train_vision: bool = True
 
   def __post_init__(self):
     if self.steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:

@@ -192,7 +192,7 @@ class Trainer:
     self.sft_tx = optim.make_optimizer(optim.OptimConfig(
         learning_rate=cfg.warmup.learning_rate, warmup_steps=0, schedule='constant',
         total_steps=max(cfg.warmup.steps, 1), grad_clip_norm=cfg.optim.grad_clip_norm))
-    if not cfg.warmup.train_vision:  # a format-only warm-up has nothing to teach the vision tower
+    if not cfg.warmup.train_vision:  # the tower stays as initialised (its warm-up gradients are noise)
       self.sft_tx = optim.freeze(self.sft_tx, models.is_vision_param)
     self.opt_shardings = shd.optimizer_shardings(self.rl_tx, params, self.param_shardings, self.mesh)
     opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
