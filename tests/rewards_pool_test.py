@@ -55,8 +55,9 @@ def test_hanging_and_raising_rewards_are_scored_as_failed(registered, pool, mode
     scores = rewards.score_batch(texts, metas, {'testlib_hang': 1.0, 'think_answer_format': 1.0},
                                  timeout_s=TIMEOUT_S, pool=pool if mode == 'pool' else None)
   elapsed = time.perf_counter() - start
-  # Two hangs of at most TIMEOUT_S each (run in parallel in the pool) plus overhead; the sleeps are 60 s.
-  assert elapsed < 2 * TIMEOUT_S + 3.0
+  # The hangs sleep 60 s: finishing far sooner shows they were cut off. The bound is loose on purpose
+  # (a worker restart on a loaded 2-core machine took over 4 s in CI); it is not a speed check.
+  assert elapsed < 20.0
   np.testing.assert_array_equal(scores['testlib_hang'], [1.0, 0.0, 0.0, 1.0, 0.0])
   np.testing.assert_array_equal(scores['think_answer_format'], [0.0] * 5)
   np.testing.assert_array_equal(scores['total'], [1.0, 0.0, 0.0, 1.0, 0.0])
