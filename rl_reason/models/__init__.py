@@ -74,6 +74,6 @@ def forward(model: Model, input_ids, attention_mask, *, pixel_values=None, image
   return _forward(graphdef, params, inputs)
 
 
-__all__ = ['Model', 'is_vision_param', 'ModelConfig', 'TextConfig', 'VisionConfig', 'PRESETS', 'get_preset', 'create',
-           'create_abstract', 'config_from_hf', 'config_to_hf', 'forward', 'from_pretrained', 'param_count',
-           'prepare_inputs', 'save_pretrained']
+__all__ = ['Model', 'ModelConfig', 'TextConfig', 'VisionConfig', 'PRESETS', 'get_preset', 'create',
+           'create_abstract', 'config_from_hf', 'config_to_hf', 'forward', 'from_pretrained', 'is_vision_param',
+           'param_count', 'prepare_inputs', 'save_pretrained']
