@@ -75,17 +75,42 @@ def test_qwen2_logits_and_greedy_match_transformers(qwen2_pair):
 def test_text_cached_decoding_equals_full_forward_at_every_step(qwen2_pair, kv_stages):
   _, ours = qwen2_pair
   ids, mask = _left_padded()
-  # 130 tokens: capacity 192 (geometric bucket); kv_stages=3 decodes in caches of 16 + 96 then 16 + 192 slots.
+  # 130 tokens: capacity 192 (geometric bucket); kv_stages=3 prefills 16 slots, then decodes in caches of
+  # 16 + 64, 16 + 128 and 16 + 192 slots.
   out = sampling.generate(ours, ids, mask, max_new_tokens=130, temperature=1.0, rng=jax.random.key(1),
                           num_samples=2, return_entropy=True, kv_stages=kv_stages)
   if kv_stages == 3:
-    assert sampling.SamplingConfig(max_new_tokens=192, kv_stages=3).stage_capacities == (96, 192)
+    assert sampling.SamplingConfig(max_new_tokens=192, kv_stages=3).stage_capacities == (64, 128, 192)
   tokens = np.asarray(out.tokens)
   assert tokens.shape == (6, 130) and (np.asarray(out.lengths) == 130).all()
   rows = np.repeat(np.arange(3), 2)
   logprobs, entropy = _full_forward_stats(ours, ids[rows], mask[rows], tokens)
   np.testing.assert_allclose(np.asarray(out.logprobs), logprobs, atol=1e-5)
   np.testing.assert_allclose(np.asarray(out.entropy), entropy, atol=1e-5)
+
+
+def test_stage_capacities_are_equal_widths_of_at_least_min_stage():
+  caps = lambda n, k: sampling.SamplingConfig(max_new_tokens=n, kv_stages=k).stage_capacities
+  assert caps(1024, 4) == (256, 512, 768, 1024)
+  assert caps(128, 4) == (32, 64, 96, 128)
+  assert caps(100, 3) == (48, 80, 100)  # ceil(100/3) = 34 -> 48 and ceil(200/3) = 67 -> 80 (multiples of 16)
+  assert caps(64, 4) == (32, 48, 64)  # 16 < MIN_STAGE = 32 is dropped
+  assert caps(1024, 1) == (1024,) and caps(16, 4) == (16,)
+
+
+def test_stage_layout_does_not_change_the_samples(qwen2_pair):
+  """Stages only bound the slots attention reads (masked slots weigh exactly 0): the same tokens as one
+  T + N cache, and log-probs equal up to the dots' rounding (which depends on the slot count)."""
+  _, ours = qwen2_pair
+  ids, mask = _left_padded()
+  outs = [sampling.generate(ours, ids, mask, max_new_tokens=100, temperature=1.0, rng=3, num_samples=2,
+                            return_entropy=True, kv_stages=stages) for stages in (1, 2, 5)]
+  for out in outs[1:]:
+    for field in ('tokens', 'lengths'):
+      np.testing.assert_array_equal(np.asarray(getattr(out, field)), np.asarray(getattr(outs[0], field)), field)
+    for field in ('logprobs', 'entropy'):
+      np.testing.assert_allclose(np.asarray(getattr(out, field)), np.asarray(getattr(outs[0], field)), atol=1e-5,
+                                 err_msg=field)
 
 
 def test_temperature_scales_logprobs_and_entropy(qwen2_pair):

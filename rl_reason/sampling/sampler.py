@@ -36,7 +36,7 @@ from rl_reason.sampling.logits import sample_tokens, token_stats
 
 FINISH_REASONS = ('length', 'eos', 'stop')  # finish_reason codes 0, 1, 2
 LENGTH, EOS, STOP = 0, 1, 2
-MIN_STAGE = 64  # smallest stage capacity worth its own loop (below it attention over S is cheap)
+MIN_STAGE = 32  # smallest stage capacity worth its own loop (and its grow copy)
 DEFAULT_KV_STAGES = 4
 _NO_TOKEN = -2  # fills the stop-sequence tail before M tokens exist (never a token id)
 
@@ -56,7 +56,7 @@ class SamplingConfig:
   num_samples: int = 1  # G: samples per prompt, sharing one prefill
   cache_dtype: str | None = None  # KV cache dtype: float32 | bfloat16; None = the model's compute dtype
   return_entropy: bool = False  # also return per-token entropies
-  kv_stages: int = DEFAULT_KV_STAGES  # cache growth stages, capacities N/2^k >= MIN_STAGE (1: T + N slots)
+  kv_stages: int = DEFAULT_KV_STAGES  # cache growth stages of N/kv_stages tokens, >= MIN_STAGE (1: T + N slots)
 
   def __post_init__(self):
     if not isinstance(self.max_new_tokens, (int, np.integer)) or self.max_new_tokens <= 0:
@@ -93,10 +93,14 @@ class SamplingConfig:
 
   @property
   def stage_capacities(self) -> tuple[int, ...]:
-    """Increasing cache capacities C_i (in new tokens), the last one N."""
+    """Increasing cache capacities C_i = i * N / kv_stages (in new tokens, rounded up to 16), the last N.
+
+    Equal widths rather than halvings: a stage's attention cost grows with its slots, and with
+    halvings the last half of a long generation reads all T + N slots.
+    """
     caps = {self.max_new_tokens}
-    for k in range(1, self.kv_stages):
-      cap = -(-self.max_new_tokens // (1 << k))
+    for i in range(1, self.kv_stages):
+      cap = -(-self.max_new_tokens * i // self.kv_stages)
       cap = -(-cap // 16) * 16
       if MIN_STAGE <= cap < self.max_new_tokens:
         caps.add(cap)
@@ -167,6 +171,11 @@ def _stop_table(stop_sequences: tuple[tuple[int, ...], ...]) -> np.ndarray:
   for i, seq in enumerate(stop_sequences):
     table[i, width - len(seq):] = seq
   return table
+
+
+def _pad_slots(x: jax.Array, slot_axis: int, extra: int) -> jax.Array:
+  """Appends `extra` empty (zero / invalid) slots to a cache array."""
+  return jnp.pad(x, [(0, extra if a == slot_axis else 0) for a in range(x.ndim)])
 
 
 def _fan_out(x: jax.Array, groups: int, axis: int) -> jax.Array:
@@ -265,11 +274,13 @@ class Sampler:
     dtype = DTYPES[cfg.cache_dtype] if cfg.cache_dtype else model.compute_dtype
     vision = prompt.get('vision')
     image_embeds = model.encode_images(vision) if vision is not None else None
-    cache = self._constrain_cache(init_cache(model.cfg.text, num_prompts, prompt_len + cfg.stage_capacities[0],
-                                             dtype, stacked=model.cfg.scan_layers))
+    # The prompt attends over its own T slots; the first stage's C_0 empty slots are appended after.
+    cache = self._constrain_cache(init_cache(model.cfg.text, num_prompts, prompt_len, dtype,
+                                             stacked=model.cfg.scan_layers))
     logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds, cache=cache,
                           write_index=jnp.int32(0), logits_slice=slice(-1, None))
-    cache = map_cache(lambda leaf, rows, _: _fan_out(leaf, groups, rows), cache)
+    cache = map_cache(lambda leaf, rows, slots: _fan_out(_pad_slots(leaf, slots, cfg.stage_capacities[0]), groups,
+                                                          rows), cache)
     next_position = _fan_out(jnp.max(positions, axis=(0, 2)) + 1, groups, 0)  # [B]
     logits = _fan_out(logits[:, 0], groups, 0)  # [B, V]
     zeros = jnp.zeros((batch,), jnp.int32)
@@ -310,8 +321,7 @@ class Sampler:
 
   def _grow_impl(self, cache: dict[str, Any], slots: int) -> dict[str, Any]:
     extra = slots - cache['valid'].shape[1]
-    pad = lambda x, _, slot_axis: jnp.pad(x, [(0, extra if a == slot_axis else 0) for a in range(x.ndim)])
-    return self._constrain_cache(map_cache(pad, cache))
+    return self._constrain_cache(map_cache(lambda x, _, slot_axis: _pad_slots(x, slot_axis, extra), cache))
 
   # ------------------------------------------------------------------ host driver
   def prefill(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array | int, cfg: SamplingConfig,
