@@ -92,9 +92,9 @@ def test_text_cached_decoding_equals_full_forward_at_every_step(qwen2_pair, kv_s
 def test_stage_capacities_are_equal_widths_of_at_least_min_stage():
   caps = lambda n, k: sampling.SamplingConfig(max_new_tokens=n, kv_stages=k).stage_capacities
   assert caps(1024, 4) == (256, 512, 768, 1024)
-  assert caps(128, 4) == (32, 64, 96, 128)
-  assert caps(100, 3) == (48, 80, 100)  # ceil(100/3) = 34 -> 48 and ceil(200/3) = 67 -> 80 (multiples of 16)
-  assert caps(64, 4) == (32, 48, 64)  # 16 < MIN_STAGE = 32 is dropped
+  assert caps(128, 4) == (64, 96, 128)  # 32 < MIN_STAGE = 64 is dropped
+  assert caps(200, 3) == (80, 144, 200)  # ceil(200/3) = 67 -> 80 and ceil(400/3) = 134 -> 144 (multiples of 16)
+  assert caps(64, 4) == (64,)  # 16, 32 and 48 < MIN_STAGE = 64 are dropped
   assert caps(1024, 1) == (1024,) and caps(16, 4) == (16,)
 
 
