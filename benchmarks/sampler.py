@@ -14,7 +14,9 @@ the machine's dense matmul FLOP/s (a large jnp.dot in the same dtype) counts the
 useful FLOPs: 2 * params per token plus attention (4 * layers * heads * head_dim * context).
 
 transformers runs in a process of its own (this script with --transformers_worker), with torch
-using every core and no JAX runtime beside it, so neither library's thread pool slows the other.
+using every core and no JAX runtime beside it, so neither library's thread pool slows the other. The
+two libraries' calls alternate (rl_reason, transformers, rl_reason, ...), so a drift in the machine's
+speed reaches both; each ratio is also given as the median of the per-pair ratios.
 """
 
 from __future__ import annotations
@@ -68,20 +70,6 @@ def prompts(batch: int, length: int, vocab: int, seed: int = 0) -> tuple[np.ndar
   return ids, mask
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
-  """First call (compile / warm-up) and the median of `repeats` further calls, in seconds."""
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  runs = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    runs.append(time.perf_counter() - start)
-  median = statistics.median(runs)
-  return dict(compile_s=max(first - median, 0.0), run_s=median, runs_s=runs)
-
-
 # ---------------------------------------------------------------------------------------------- rl_reason
 
 
@@ -93,18 +81,26 @@ def rl_reason_fn(model, ids, mask, new_tokens: int, temperature: float) -> Calla
   return run
 
 
-def rl_reason_phases(model, ids, mask, new_tokens: int, temperature: float, repeats: int) -> dict[str, float]:
-  """Median prefill (+ first token) and decode-loop seconds, each timed on its own."""
-  request = sampling.prepare_generation(model, ids, mask, max_new_tokens=new_tokens, temperature=temperature)
-  prefill, decode = [], []
-  for _ in range(repeats + 1):  # the first round compiles
+class PhaseTimer:
+  """Each call runs one prefill (+ first token) and one decode loop, records both, returns the decode's seconds."""
+
+  def __init__(self, model, ids, mask, new_tokens: int, temperature: float):
+    self.request = sampling.prepare_generation(model, ids, mask, max_new_tokens=new_tokens, temperature=temperature)
+    self.prefill_s: list[float] = []
+    self.decode_s: list[float] = []
+
+  def __call__(self) -> float:
     start = time.perf_counter()
-    state = jax.block_until_ready(request.prefill(0))
+    state = jax.block_until_ready(self.request.prefill(0))
     middle = time.perf_counter()
-    jax.block_until_ready(request.decode(state, 0).tokens)
-    prefill.append(middle - start)
-    decode.append(time.perf_counter() - middle)
-  return dict(prefill_s=statistics.median(prefill[1:]), decode_s=statistics.median(decode[1:]))
+    jax.block_until_ready(self.request.decode(state, 0).tokens)
+    self.prefill_s.append(middle - start)
+    self.decode_s.append(time.perf_counter() - middle)
+    return self.decode_s[-1]
+
+  def medians(self) -> dict[str, float]:
+    """Median prefill and decode seconds, the first (compiling) call left out."""
+    return dict(prefill_s=statistics.median(self.prefill_s[1:]), decode_s=statistics.median(self.decode_s[1:]))
 
 
 def no_cache_fn(model, ids, mask, new_tokens: int, temperature: float, chunk: int) -> Callable[[], Any]:
@@ -172,11 +168,14 @@ def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float) ->
   return run
 
 
-def transformers_worker(spec_path: str) -> None:
-  """Child process: times transformers generate for every job of the spec; writes the timings JSON.
+_REPLY = '@reply '  # marks the worker's reply lines on its stdout
 
-  spec: {model_dir, threads, repeats, temperature, prompts (npz path), jobs: [{key, new_tokens}],
-  out}; the npz holds ids_<key> and mask_<key>.
+
+def transformers_worker(spec_path: str) -> None:
+  """Child process: loads the model, then runs one timed `generate` per request line until 'quit'.
+
+  spec: {model_dir, threads, temperature, prompts (npz path)}; the npz holds ids_<key> and mask_<key>.
+  A request is {"key": ..., "new_tokens": ...}; the reply {"seconds": ...} (one call, prompts ready).
   """
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
@@ -186,33 +185,81 @@ def transformers_worker(spec_path: str) -> None:
   transformers.logging.set_verbosity_error()
   hf_model = transformers.AutoModelForCausalLM.from_pretrained(spec['model_dir'], dtype=torch.float32).eval()
   arrays = np.load(spec['prompts'])
-  results = []
-  for job in spec['jobs']:
-    ids, mask = arrays[f'ids_{job["key"]}'], arrays[f'mask_{job["key"]}']
-    timing = timed(transformers_fn(hf_model, ids, mask, job['new_tokens'], spec['temperature']), spec['repeats'])
-    results.append(dict(job, **timing))
-  with open(spec['out'], 'w') as f:
-    json.dump(dict(results=results, torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
-                   transformers_version=transformers.__version__), f)
+  reply = lambda value: print(_REPLY + json.dumps(value), flush=True)
+  reply(dict(torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
+             transformers_version=transformers.__version__))
+  runners = {}
+  for line in sys.stdin:
+    if line.strip() == 'quit':
+      break
+    job = json.loads(line)
+    name = (job['key'], job['new_tokens'])
+    if name not in runners:
+      ids, mask = arrays[f'ids_{job["key"]}'], arrays[f'mask_{job["key"]}']
+      runners[name] = transformers_fn(hf_model, ids, mask, job['new_tokens'], spec['temperature'])
+    start = time.perf_counter()
+    runners[name]()
+    reply(dict(seconds=time.perf_counter() - start))
 
 
-def run_transformers(model_dir: str, prompt_sets: dict[str, tuple[np.ndarray, np.ndarray]],
-                     jobs: list[dict[str, Any]], *, threads: int, repeats: int, temperature: float) -> dict[str, Any]:
-  """Runs transformers_worker in a fresh Python process; returns its timings keyed (key, new_tokens)."""
-  with tempfile.TemporaryDirectory() as tmp:
+class TransformersWorker:
+  """transformers_worker in a fresh Python process, asked for one timed call at a time."""
+
+  def __init__(self, model_dir: str, prompt_sets: dict[str, tuple[np.ndarray, np.ndarray]], *, threads: int,
+               temperature: float, tmp: str):
     np.savez(os.path.join(tmp, 'prompts.npz'),
              **{f'{kind}_{key}': array for key, pair in prompt_sets.items() for kind, array in zip(('ids', 'mask'), pair)})
-    spec = dict(model_dir=model_dir, threads=threads, repeats=repeats, temperature=temperature,
-                prompts=os.path.join(tmp, 'prompts.npz'), jobs=jobs, out=os.path.join(tmp, 'timings.json'))
+    spec = dict(model_dir=model_dir, threads=threads, temperature=temperature, prompts=os.path.join(tmp, 'prompts.npz'))
     with open(os.path.join(tmp, 'spec.json'), 'w') as f:
       json.dump(spec, f)
     env = dict(os.environ, JAX_PLATFORMS='cpu')
-    subprocess.run([sys.executable, os.path.abspath(__file__), '--transformers_worker', os.path.join(tmp, 'spec.json')],
-                   check=True, env=env)
-    with open(spec['out']) as f:
-      out = json.load(f)
-  out['timings'] = {(r['key'], r['new_tokens']): r for r in out.pop('results')}
-  return out
+    self.process = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), '--transformers_worker', os.path.join(tmp, 'spec.json')],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    self.info = self._reply()  # torch_threads, torch_version, transformers_version
+
+  def _reply(self) -> dict[str, Any]:
+    while True:  # skips anything else a library prints to stdout
+      line = self.process.stdout.readline()
+      if not line:
+        raise RuntimeError(f'the transformers worker exited (code {self.process.wait()})')
+      if line.startswith(_REPLY):
+        return json.loads(line[len(_REPLY):])
+
+  def run(self, key: str, new_tokens: int) -> float:
+    """Seconds of one transformers `generate` call on prompt set `key`."""
+    self.process.stdin.write(json.dumps(dict(key=key, new_tokens=new_tokens)) + '\n')
+    self.process.stdin.flush()
+    return self._reply()['seconds']
+
+  def close(self) -> None:
+    if self.process.poll() is None:
+      self.process.stdin.write('quit\n')
+      self.process.stdin.close()
+      self.process.wait(timeout=60)
+
+
+def summarize(runs: list[float]) -> dict[str, Any]:
+  """First call (compile / warm-up) and the median of the others, in seconds."""
+  median = statistics.median(runs[1:])
+  return dict(compile_s=max(runs[0] - median, 0.0), run_s=median, runs_s=runs[1:])
+
+
+def alternate(calls: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+  """repeats + 1 rounds (the first warms up), each calling every function once in turn; their seconds."""
+  times = {name: [] for name in calls}
+  for _ in range(repeats + 1):
+    for name, call in calls.items():
+      times[name].append(call())
+  return times
+
+
+def seconds_of(fn: Callable[[], Any]) -> Callable[[], float]:
+  def timed_call() -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+  return timed_call
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
@@ -222,8 +269,8 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(DTYPE))
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.dtype(DTYPE))
   dot = jax.jit(jnp.dot)
-  t = timed(lambda: jax.block_until_ready(dot(a, b)), max(repeats, 3))
-  return 2 * n**3 / min(t['runs_s'])  # the best run: what the machine can do
+  runs = alternate({'dot': seconds_of(lambda: jax.block_until_ready(dot(a, b)))}, max(repeats, 3))['dot']
+  return 2 * n**3 / min(runs[1:])  # the best run: what the machine can do
 
 
 def decode_flops(cfg: model_config.ModelConfig, params: int, prompt_lengths: np.ndarray, new_tokens: int) -> float:
@@ -269,6 +316,62 @@ def parse_args(argv=None) -> argparse.Namespace:
   return args
 
 
+def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConfig, model, prompt_sets,
+                  hf: TransformersWorker, args: argparse.Namespace, peak: float) -> None:
+  """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating."""
+  params = models.param_count(model)
+  for batch in args.batches:
+    key = f'b{batch}'
+    ids, mask = prompt_sets[key]
+    phases = PhaseTimer(model, ids, mask, args.new_tokens, args.temperature)
+    times = alternate({'rl_reason': seconds_of(rl_reason_fn(model, ids, mask, args.new_tokens, args.temperature)),
+                       'transformers': lambda key=key: hf.run(key, args.new_tokens),
+                       'transformers_first_token': lambda key=key: hf.run(key, 1),
+                       'rl_reason_phases': phases}, args.repeats)
+    if batch <= args.no_cache_max_batch:  # slow: timed on its own, after the pairs
+      no_cache = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk)
+      times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
+    flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
+    rows = {}
+    for impl in ('rl_reason', 'rl_reason_no_cache', 'transformers'):
+      if impl not in times:
+        continue
+      t = summarize(times[impl])
+      row = dict(model=name, params=params, batch=batch, new_tokens=args.new_tokens, impl=impl, **t,
+                 tokens_per_s=batch * args.new_tokens / t['run_s'])
+      if impl == 'rl_reason':
+        row.update(phases.medians())
+      elif impl == 'transformers':  # no separate phases: decode = run - (prefill + first token)
+        row['prefill_s'] = summarize(times['transformers_first_token'])['run_s']
+        row['decode_s'] = max(t['run_s'] - row['prefill_s'], 1e-9)
+      if 'decode_s' in row:
+        row['decode_flops'] = flops
+        row['decode_flop_fraction'] = flops / row['decode_s'] / peak
+      rows[impl] = row
+      result['throughput'].append(row)
+      print(f'{name:10s} b={batch:<3d} {impl:19s} {row["tokens_per_s"]:10.1f} tok/s  run {t["run_s"]:.3f}s  '
+            f'compile {t["compile_s"]:.2f}s', flush=True)
+    # Tokens per second ratio of one rl_reason call and the transformers call right after it.
+    pairs = [hf_s / ours for ours, hf_s in zip(times['rl_reason'][1:], times['transformers'][1:])]
+    result['ratios'][f'{name}/{key}'] = dict(
+        rl_reason_vs_transformers=rows['rl_reason']['tokens_per_s'] / rows['transformers']['tokens_per_s'],
+        rl_reason_vs_transformers_pairs=pairs, rl_reason_vs_transformers_pair_median=statistics.median(pairs),
+        rl_reason_vs_no_cache=(rows['rl_reason']['tokens_per_s'] / rows['rl_reason_no_cache']['tokens_per_s']
+                               if 'rl_reason_no_cache' in rows else float('nan')))
+  ids, mask = prompt_sets['per_token']
+  for n in args.per_token_lengths:
+    phases = PhaseTimer(model, ids, mask, n, args.temperature)
+    times = alternate({'rl_reason': phases, 'transformers': lambda n=n: hf.run('per_token', n),
+                       'transformers_first_token': lambda: hf.run('per_token', 1)}, args.repeats)
+    hf_decode = max(summarize(times['transformers'])['run_s'] - summarize(times['transformers_first_token'])['run_s'],
+                    0.0)
+    for impl, seconds in (('rl_reason', phases.medians()['decode_s']), ('transformers', hf_decode)):
+      result['per_token_decode'].append(dict(model=name, batch=args.per_token_batch, impl=impl, new_tokens=n,
+                                             per_token_ms=seconds / (n - 1) * 1e3, decode_s=seconds))
+      print(f'{name:10s} b={args.per_token_batch:<3d} {impl:19s} {n:5d} tokens: {seconds / (n - 1) * 1e3:8.3f} '
+            'ms/token', flush=True)
+
+
 def main(argv=None) -> dict[str, Any]:
   args = parse_args(argv)
   peak = matmul_flops_per_s(args.matmul_n, args.repeats)
@@ -277,7 +380,7 @@ def main(argv=None) -> dict[str, Any]:
                     batches=list(args.batches), per_token_lengths=list(args.per_token_lengths),
                     per_token_batch=args.per_token_batch, temperature=args.temperature, dtype=DTYPE,
                     no_cache_chunk=args.no_cache_chunk, cpu_count=os.cpu_count(), torch_threads=args.torch_threads,
-                    transformers_process='separate', jax_backend=jax.default_backend(),
+                    transformers_process='separate, calls alternating', jax_backend=jax.default_backend(),
                     jax_devices=[str(d) for d in jax.devices()], platform=platform.platform(),
                     jax_version=jax.__version__),
       matmul=dict(n=args.matmul_n, dtype=DTYPE, flops_per_s=peak),
@@ -285,56 +388,19 @@ def main(argv=None) -> dict[str, Any]:
   for name in args.models:
     cfg = text_configs()[name]
     model = models.create(cfg, seed=0)
-    params = models.param_count(model)
     prompt_sets = {f'b{batch}': prompts(batch, args.prompt_len, cfg.text.vocab_size) for batch in args.batches}
     prompt_sets['per_token'] = prompts(args.per_token_batch, args.prompt_len, cfg.text.vocab_size, seed=1)
-    jobs = [dict(key=f'b{batch}', new_tokens=n) for batch in args.batches for n in (args.new_tokens, 1)]
-    jobs += [dict(key='per_token', new_tokens=n) for n in (1, *args.per_token_lengths)]
     with tempfile.TemporaryDirectory() as tmp:
-      models.save_pretrained(model, tmp)
-      hf = run_transformers(tmp, prompt_sets, jobs, threads=args.torch_threads, repeats=args.repeats,
-                            temperature=args.temperature)
-    result['settings'].update(torch_threads=hf['torch_threads'], torch_version=hf['torch_version'],
-                              transformers_version=hf['transformers_version'])
-    hf_run = lambda key, n: hf['timings'][(key, n)]
-    for batch in args.batches:
-      ids, mask = prompt_sets[f'b{batch}']
-      runners = {'rl_reason': rl_reason_fn(model, ids, mask, args.new_tokens, args.temperature)}
-      if batch <= args.no_cache_max_batch:
-        runners['rl_reason_no_cache'] = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature,
-                                                    args.no_cache_chunk)
-      flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
-      rows = {}
-      for impl in (*runners, 'transformers'):
-        t = timed(runners[impl], args.repeats) if impl in runners else {
-            k: v for k, v in hf_run(f'b{batch}', args.new_tokens).items() if k in ('compile_s', 'run_s', 'runs_s')}
-        row = dict(model=name, params=params, batch=batch, new_tokens=args.new_tokens, impl=impl, **t,
-                   tokens_per_s=batch * args.new_tokens / t['run_s'])
-        if impl == 'rl_reason':
-          row.update(rl_reason_phases(model, ids, mask, args.new_tokens, args.temperature, args.repeats))
-        elif impl == 'transformers':  # no separate phases: decode = run - (prefill + first token)
-          row['prefill_s'] = hf_run(f'b{batch}', 1)['run_s']
-          row['decode_s'] = max(t['run_s'] - row['prefill_s'], 1e-9)
-        if 'decode_s' in row:
-          row['decode_flops'] = flops
-          row['decode_flop_fraction'] = flops / row['decode_s'] / peak
-        rows[impl] = row
-        result['throughput'].append(row)
-        print(f'{name:10s} b={batch:<3d} {impl:19s} {row["tokens_per_s"]:10.1f} tok/s  run {t["run_s"]:.3f}s  '
-              f'compile {t["compile_s"]:.2f}s', flush=True)
-      result['ratios'][f'{name}/b{batch}'] = dict(
-          rl_reason_vs_transformers=rows['rl_reason']['tokens_per_s'] / rows['transformers']['tokens_per_s'],
-          rl_reason_vs_no_cache=(rows['rl_reason']['tokens_per_s'] / rows['rl_reason_no_cache']['tokens_per_s']
-                                 if 'rl_reason_no_cache' in rows else float('nan')))
-    ids, mask = prompt_sets['per_token']
-    for n in args.per_token_lengths:
-      phases = rl_reason_phases(model, ids, mask, n, args.temperature, args.repeats)
-      hf_decode = max(hf_run('per_token', n)['run_s'] - hf_run('per_token', 1)['run_s'], 0.0)
-      for impl, seconds in (('rl_reason', phases['decode_s']), ('transformers', hf_decode)):
-        result['per_token_decode'].append(dict(model=name, batch=args.per_token_batch, impl=impl, new_tokens=n,
-                                               per_token_ms=seconds / (n - 1) * 1e3, decode_s=seconds))
-        print(f'{name:10s} b={args.per_token_batch:<3d} {impl:19s} {n:5d} tokens: {seconds / (n - 1) * 1e3:8.3f} '
-              'ms/token', flush=True)
+      model_dir = os.path.join(tmp, 'model')
+      models.save_pretrained(model, model_dir)
+      hf = TransformersWorker(model_dir, prompt_sets, threads=args.torch_threads, temperature=args.temperature,
+                              tmp=tmp)
+      try:
+        result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
+                                  transformers_version=hf.info['transformers_version'])
+        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak)
+      finally:
+        hf.close()
   print(format_table(result))
   with open(args.out, 'w') as f:
     json.dump(result, f, indent=2)
@@ -357,7 +423,8 @@ def format_table(result: dict[str, Any]) -> str:
                  f'{row["per_token_ms"]:9.3f}')
   lines += ['', 'ratios (tokens/s):']
   for key, ratio in result['ratios'].items():
-    lines.append(f'  {key:18s} rl_reason / transformers {ratio["rl_reason_vs_transformers"]:7.2f}x   '
+    lines.append(f'  {key:18s} rl_reason / transformers {ratio["rl_reason_vs_transformers"]:7.2f}x '
+                 f'(median of pairs {ratio["rl_reason_vs_transformers_pair_median"]:.2f}x)   '
                  f'rl_reason / no cache {ratio["rl_reason_vs_no_cache"]:7.2f}x')
   return '\n'.join(lines)
 

@@ -46,6 +46,10 @@ def test_sampler_benchmark_quick(tmp_path):
       assert row['per_token_ms'] >= 0, row
   for ratio in result['ratios'].values():
     assert _positive(ratio['rl_reason_vs_transformers']) and _positive(ratio['rl_reason_vs_no_cache'])
+    # one ratio per alternating (rl_reason, transformers) pair of calls, and their median
+    pairs = ratio['rl_reason_vs_transformers_pairs']
+    assert len(pairs) == result['settings']['repeats'] and all(map(_positive, pairs))
+    assert min(pairs) <= ratio['rl_reason_vs_transformers_pair_median'] <= max(pairs)
 
 
 def test_rewards_benchmark_runs_and_writes_its_table(tmp_path):
