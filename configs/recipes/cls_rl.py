@@ -39,6 +39,8 @@ Tiny: 32x32 images, 16 prompts x G 4, 16-token completions, 200 RL steps after 1
   colour name is the only sampled choice (the think span stays empty), so the rewards form an
   8-armed bandit per image that must break the same plateau supervised training sits on for its
   first ~80 steps (greedy 0.14 after 80 correct-label steps, 0.34-0.97 after 100).
+  32 x 8 at lr 1e-3 for 400 steps: accuracy 0.110 -> 0.132, then the entropy collapses (0.22 -> 0.008)
+  and greedy stays on one colour (0.14).
 """
 
 import importlib.util
