@@ -7,6 +7,7 @@ and greedy sampling must agree, and a Hugging Face checkpoint must load into the
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -506,3 +507,50 @@ def test_config_fields_are_not_written_to_config_json():
   written = models.config_to_hf(cfg)
   assert 'scan_layers' not in written and 'remat' not in written
   assert models.config_from_hf(written) == dataclasses.replace(cfg, scan_layers=False, remat='none')
+
+
+def _dot_flops(jaxpr) -> int:
+  """2 x multiply-adds of every dot_general in a jaxpr, a scan's body counted once per iteration."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      (contracting, _), _ = eqn.params['dimension_numbers']
+      lhs = eqn.invars[0].aval.shape
+      total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in contracting)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(sub, 'jaxpr', sub)
+        if hasattr(inner, 'eqns'):
+          total += _dot_flops(inner) * (eqn.params['length'] if eqn.primitive.name == 'scan' else 1)
+  return total
+
+
+@pytest.mark.parametrize('use_cache', [False, True])
+def test_hidden_slice_equals_slicing_every_hidden_state_and_skips_the_last_layers_work(pair, use_cache):
+  name, plain, scanned = pair
+  ids, mask = _batch()
+  rows, length = ids.shape
+  text = plain.cfg.text
+  inputs = models.prepare_inputs(plain.cfg, ids, mask)
+
+  def run(model, hidden_slice):
+    cache = (decoder_lib.init_cache(text, rows, length + 2, stacked=model.cfg.scan_layers) if use_cache else None)
+    graphdef, state = nnx.split(model)
+    fn = jax.jit(lambda state, *args: nnx.merge(graphdef, state).hidden_states(
+        *args, cache=cache, write_index=jnp.int32(0) if use_cache else None, hidden_slice=hidden_slice))
+    args = (state, inputs['input_ids'], inputs['positions'], inputs['attention_mask'])
+    return fn(*args), _dot_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+
+  for model in (plain, scanned):
+    (full, full_cache), full_flops = run(model, None)
+    for piece in (slice(-1, None), slice(2, 6)):
+      (got, got_cache), flops = run(model, piece)
+      np.testing.assert_allclose(got, full[:, piece], atol=1e-5, err_msg=f'{name} {piece}')
+      if use_cache:  # every token's keys and values are still written
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name), got_cache, full_cache)
+      # The last layer's query and output projections, attention and MLP ran for the sliced tokens alone.
+      skipped = length - len(range(length)[piece])
+      heads_dim, slots = text.num_attention_heads * text.dim_per_head, length + 2 * use_cache
+      saved = 2 * rows * skipped * (2 * text.hidden_size * heads_dim + 3 * text.hidden_size * text.intermediate_size
+                                    + 2 * heads_dim * slots)
+      assert full_flops - flops == saved, (name, piece, full_flops, flops, saved)

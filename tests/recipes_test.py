@@ -92,11 +92,15 @@ PAPER = {
     'saturn': dict(
         task='sat', rewards={'sat_assignment': 1.0},
         rl=dict(_VERL, eps_high=0.2, beta=1e-3, kl_estimator='k3', kl_placement='loss'),
-        task_fields=dict(n_sat=3, k=5), real_task_per_preset={'qwen2_5_1_5b': dict(l=5), 'qwen2_5_7b': dict(l=13)},
+        task_fields=dict(n_sat=3, k=5, prompt_style='full'),
+        real_task_per_preset={'qwen2_5_1_5b': dict(l=5), 'qwen2_5_7b': dict(l=13)},
+        # Tiny: the compact prompt and one level below the released stages (the recipe's docstring).
+        tiny_task=dict(n_sat=2, k=3, l=3, prompt_style='compact'),
         real={'qwen2_5_1_5b': _real(5e-7, 32, 8, 10000, 0.8, 500), 'qwen2_5_7b': _real(4e-7, 32, 8, 8192, 1.0, 500)},
         # SATURN's released stages, advanced on validation pass@1 (threshold unverified).
         curriculum={arg: ('threshold', {'levels': levels, 'metric': 'eval_accuracy'})
-                    for arg, levels in (('tiny', ((3, 5, 5), (3, 5, 6))), ('qwen2_5_1_5b', ((3, 5, 5), (3, 5, 6))),
+                    for arg, levels in (('tiny', ((2, 3, 3), (3, 5, 5), (3, 5, 6))),
+                                        ('qwen2_5_1_5b', ((3, 5, 5), (3, 5, 6))),
                                         ('qwen2_5_7b', ((3, 5, 13), (3, 5, 15))))}),
     'rulereasoner': dict(
         task='rules', rewards={'rule_acc': 1.0, 'ordered_tags_format': 1.0}, rl=dict(_VERL, eps_high=0.2, beta=0.0),

@@ -74,9 +74,20 @@ def test_prompt_is_saturns_json_problem_with_the_worked_example():
   assert 'step by step' not in direct and '\\boxed{}' in direct
 
 
+def test_compact_prompt_is_the_instruction_and_the_problem_only():
+  full = sat.SatTask(sat.SatConfig(n_sat=2, k=3, l=3)).example(4)
+  compact = sat.SatTask(sat.SatConfig(n_sat=2, k=3, l=3, prompt_style='compact')).example(4)
+  assert compact['meta'] == full['meta']
+  problem = f'{{"n_sat": 2, "k": 3, "clause": "{full["meta"]["clauses"]}"}}'
+  assert compact['prompt'].endswith(problem + '\n') and problem in full['prompt']
+  assert sat.PROMPT_HEADER not in compact['prompt'] and sat.EXAMPLE not in compact['prompt']
+  assert 'step by step' in compact['prompt'] and len(compact['prompt']) < len(full['prompt']) // 5
+
+
 @pytest.mark.parametrize('kwargs, message', [
     ({'n_sat': 0}, 'n_sat'), ({'n_sat': 6, 'k': 5}, 'n_sat'), ({'k': 27}, 'k <= 26'),
     ({'n_sat': 2, 'k': 3, 'l': 10}, r'l must be in \[1, 9\]'), ({'l': 0}, 'l must be'),
+    ({'prompt_style': 'short'}, "prompt_style 'short' unknown"),
 ])
 def test_config_validation(kwargs, message):
   with pytest.raises(ValueError, match=message):

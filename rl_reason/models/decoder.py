@@ -114,8 +114,8 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def __call__(self, x, cos, sin, mask, kv=None, layer=None, write=None):
-    """Attention output [B, T, D] and the updated stacked cache.
+  def __call__(self, x, cos, sin, mask, kv=None, layer=None, write=None, queries=None):
+    """Attention output [B, T', D] and the updated stacked cache.
 
     Args:
       x: [B, T, D].
@@ -126,15 +126,22 @@ class Attention(nnx.Module):
       layer: index of this layer in a stacked kv (int or traced int32 scalar), else None.
       write: (rows [B, 1], slots) where the T new keys are written: slots a scalar first slot
         shared by every row, or [B, T].
+      queries: None (all T tokens query), or a slice of the T tokens that query (T' of them); the
+        keys and values of all T are still computed and written.
     """
-    batch, length, _ = x.shape
-    q = self.q_proj(x).reshape(batch, length, self.num_heads, self.head_dim)
-    k = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
-    v = self.v_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
+    batch, _, _ = x.shape
+    x_queries, cos_queries, sin_queries = (x, cos, sin) if queries is None else (
+        x[:, queries], cos[:, queries], sin[:, queries])
+    length = x_queries.shape[1]  # T'
+    q = self.q_proj(x_queries).reshape(batch, length, self.num_heads, self.head_dim)
+    k = self.k_proj(x).reshape(batch, x.shape[1], self.num_kv_heads, self.head_dim)
+    v = self.v_proj(x).reshape(batch, x.shape[1], self.num_kv_heads, self.head_dim)
     if self.q_norm is not None:
       q, k = self.q_norm(q), self.k_norm(k)  # per head, before the rotary (Qwen3)
-    q = layers.apply_rotary(q, cos, sin)
+    q = layers.apply_rotary(q, cos_queries, sin_queries)
     k = layers.apply_rotary(k, cos, sin)
+    if queries is not None:
+      mask = mask[:, queries]  # [B, T', S]
     if kv is None:
       keys, values = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B, K, H, T], [B, K, T, H]
     else:
@@ -165,10 +172,10 @@ class DecoderLayer(nnx.Module):
     self.mlp = layers.GatedMLP(cfg.hidden_size, cfg.intermediate_size, use_bias=cfg.mlp_bias, rngs=rngs,
                                param_dtype=param_dtype, act=cfg.hidden_act)
 
-  def __call__(self, x, cos, sin, mask, kv=None, layer=None, write=None):
-    """[B, T, D] -> [B, T, D] and the updated stacked cache (see Attention)."""
-    attended, kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, kv, layer, write)
-    x = x + attended
+  def __call__(self, x, cos, sin, mask, kv=None, layer=None, write=None, queries=None):
+    """[B, T, D] -> [B, T', D] and the updated stacked cache (see Attention)."""
+    attended, kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, kv, layer, write, queries)
+    x = (x if queries is None else x[:, queries]) + attended
     return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
@@ -208,11 +215,11 @@ class Decoder(nnx.Module):
                        f'the model has scan_layers={self.scan_layers}: build it with '
                        f'init_cache(..., stacked={self.scan_layers})')
 
-  def _layer_fn(self, graphdef, remat: str):
+  def _layer_fn(self, graphdef, remat: str, queries: slice | None = None):
     """(layer state, x, cos, sin, mask, kv, layer index, write) -> (x, kv), rematerialised per `remat`."""
 
     def apply(state, x, cos, sin, mask, kv, layer, write):
-      return nnx.merge(graphdef, state)(x, cos, sin, mask, kv, layer, write)
+      return nnx.merge(graphdef, state)(x, cos, sin, mask, kv, layer, write, queries)
 
     if remat == 'none':
       return apply
@@ -223,7 +230,7 @@ class Decoder(nnx.Module):
     return jax.checkpoint(apply, policy=REMAT_POLICIES[remat], prevent_cse=not self.scan_layers)
 
   def __call__(self, embeds, positions, attention_mask, cache: Cache | None = None,
-               write_index: jax.Array | None = None, remat: str = 'none'):
+               write_index: jax.Array | None = None, remat: str = 'none', hidden_slice: slice | None = None):
     """Runs the layers.
 
     Args:
@@ -235,9 +242,12 @@ class Decoder(nnx.Module):
       write_index: int32 first slot of the new tokens (required with a cache): a scalar shared by
         every row (one in-place write; what left-padded batches need) or [B] per row.
       remat: a config.REMAT name: how each layer is rematerialised when differentiated.
+      hidden_slice: None, or the slice of the T tokens whose hidden states are returned (T' of them).
+        The last layer then runs its queries, attention output and MLP for those tokens alone (its
+        keys and values for all T): a prefill that samples from the last token skips most of a layer.
 
     Returns:
-      hidden [B, T, D] after the final norm, and the updated cache (or None).
+      hidden [B, T', D] after the final norm, and the updated cache (or None).
     """
     cfg = self.cfg
     inv_freq = layers.rope_inverse_frequencies(
@@ -270,6 +280,7 @@ class Decoder(nnx.Module):
              for window in windows]  # per distinct sliding window (None: full), each [B, T, S]
     window_ids = [windows.index(cfg.window_of_layer(i)) for i in range(cfg.num_hidden_layers)]
 
+    last = cfg.num_hidden_layers - 1
     if self.scan_layers:
       graphdef, stacked = nnx.split(self.layers)
       layer_fn = self._layer_fn(graphdef, remat)
@@ -280,15 +291,23 @@ class Decoder(nnx.Module):
         state, layer, window_id = xs
         return layer_fn(state, x, cos, sin, mask_stack[window_id], kv, layer, write), None
 
+      # With a hidden_slice the last layer runs outside the scan, on the sliced queries.
+      scanned = cfg.num_hidden_layers if hidden_slice is None else last
       xs = (stacked, jnp.arange(cfg.num_hidden_layers, dtype=jnp.int32), jnp.asarray(window_ids, jnp.int32))
-      (x, kv), _ = jax.lax.scan(body, (embeds, kv), xs)
+      x = embeds
+      if scanned:
+        (x, kv), _ = jax.lax.scan(body, (x, kv), jax.tree.map(lambda a: a[:scanned], xs))
+      if hidden_slice is not None:
+        x, kv = self._layer_fn(graphdef, remat, hidden_slice)(
+            jax.tree.map(lambda a: a[last], stacked), x, cos, sin, masks[window_ids[last]], kv, jnp.int32(last), write)
     else:
       x, new_kv = embeds, ([], [])
       for index, layer in enumerate(self.layers):
         graphdef, state = nnx.split(layer)
         layer_kv = None if kv is None else (kv[0][index], kv[1][index])
-        x, layer_kv = self._layer_fn(graphdef, remat)(state, x, cos, sin, masks[window_ids[index]], layer_kv, None,
-                                                      write)
+        queries = hidden_slice if index == last else None
+        x, layer_kv = self._layer_fn(graphdef, remat, queries)(state, x, cos, sin, masks[window_ids[index]], layer_kv,
+                                                               None, write)
         if kv is not None:
           new_kv[0].append(layer_kv[0])
           new_kv[1].append(layer_kv[1])

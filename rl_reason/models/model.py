@@ -77,10 +77,8 @@ class Model(nnx.Module):
       raise ValueError(f'cfg.scan_layers={self.cfg.scan_layers} but the model was built with scan_layers='
                        f'{self.decoder.scan_layers} (the parameter layout); rebuild or reload the model')
     embeds = self.embed(input_ids, image_embeds)
-    hidden, cache = self.decoder(embeds, positions, attention_mask, cache, write_index, remat=self.cfg.remat)
-    if hidden_slice is not None:
-      hidden = hidden[:, hidden_slice]
-    return hidden, cache
+    return self.decoder(embeds, positions, attention_mask, cache, write_index, remat=self.cfg.remat,
+                        hidden_slice=hidden_slice)
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     """[B, T, D] final hidden states -> [B, T, V] float32 logits (the LM head)."""

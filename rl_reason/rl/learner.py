@@ -85,9 +85,10 @@ def _one_pass_hidden(model: Model, batch: dict[str, Any], groups: int) -> jax.Ar
   if prompt.get('vision') is not None:
     # Each prompt's images are encoded once and shared by its G rows.
     image_embeds = _repeat_rows(model.encode_images(prompt['vision']), groups)
-  hidden, _ = model.hidden_states(input_ids, positions, mask, image_embeds=image_embeds,
-                                  hidden_slice=slice(prompt_len - 1, prompt_len + length - 1))
-  return hidden
+  # Every position, then the slice: hidden_slice's last-layer skip measured no gain in the update
+  # (the backward pass dominates), and the learner's numerics stay those of the full forward.
+  hidden, _ = model.hidden_states(input_ids, positions, mask, image_embeds=image_embeds)
+  return hidden[:, prompt_len - 1:prompt_len + length - 1]
 
 
 def _shared_prompt_hidden(model: Model, batch: dict[str, Any], groups: int) -> jax.Array:
@@ -99,10 +100,9 @@ def _shared_prompt_hidden(model: Model, batch: dict[str, Any], groups: int) -> j
   # Slots: the T prompt tokens, then the N - 1 completion tokens whose hidden states predict a next one.
   cache = init_cache(model.cfg.text, num_prompts, prompt_len + length - 1, model.compute_dtype,
                      stacked=model.cfg.scan_layers)
-  last, cache = model.hidden_states(prompt['input_ids'], prompt['positions'], prompt['attention_mask'],
-                                    image_embeds=image_embeds, cache=cache,
-                                    write_index=jnp.int32(0),
-                                    hidden_slice=slice(prompt_len - 1, prompt_len))  # [P, 1, D]
+  hidden, cache = model.hidden_states(prompt['input_ids'], prompt['positions'], prompt['attention_mask'],
+                                      image_embeds=image_embeds, cache=cache, write_index=jnp.int32(0))
+  last = hidden[:, prompt_len - 1:]  # [P, 1, D] (sliced after the pass, as in _one_pass_hidden)
   first = _repeat_rows(last, groups)  # predicts completion token 0
   if length == 1:
     return first

@@ -9,7 +9,9 @@ sorted and joined with " & " ("A!B!D & !BCE": OR inside a clause, "!" negates). 
 
 The answer is a string of k bits in \\boxed{} (any satisfying assignment is right; meta 'solution'
 is the planted one). meta 'clauses' holds the formula string, as the sat_assignment reward reads
-it. The prompt follows SATURN's JSON description with its worked example.
+it. prompt_style 'full' is SATURN's prompt: the JSON description with its worked example (~690
+tiny-tokenizer tokens); 'compact' keeps only the instruction and the JSON problem (~100 tokens), for the
+tiny CPU model, which pays for every prompt token and cannot use the description.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rl_reason.tasks import base
 from rl_reason.tasks import templates
 
 MAX_VARIABLES = 26  # one capital letter each
+PROMPT_STYLES = ('full', 'compact')
 
 PROMPT_HEADER = (
     'You are now required to solve a SAT (Boolean Satisfiability) problem. The problem is provided in JSON '
@@ -62,14 +65,19 @@ class SatConfig:
     k: number of variables, at most 26 (SATURN k).
     l: number of distinct clauses (SATURN l).
     think: ask for step-by-step reasoning before the boxed answer; else the boxed answer only.
+    prompt_style: 'full' (SATURN's description and worked example) or 'compact' (instruction and
+      problem only).
   """
 
   n_sat: int = 3
   k: int = 5
   l: int = 5
   think: bool = True
+  prompt_style: str = 'full'
 
   def __post_init__(self):
+    if self.prompt_style not in PROMPT_STYLES:
+      raise ValueError(f'task.prompt_style {self.prompt_style!r} unknown; valid: {list(PROMPT_STYLES)}')
     if not 1 <= self.n_sat <= self.k <= MAX_VARIABLES:
       raise ValueError(f'need 1 <= n_sat <= k <= {MAX_VARIABLES}, got n_sat={self.n_sat}, k={self.k}')
     limit = num_distinct_clauses(self.n_sat, self.k)
@@ -152,9 +160,13 @@ def generate(rng: np.random.Generator, n_sat: int, k: int, l: int) -> tuple[str,
   return formula, ''.join(map(str, solution))
 
 
-def render_prompt(n_sat: int, k: int, formula: str, *, think: bool) -> str:
+def render_prompt(n_sat: int, k: int, formula: str, *, think: bool, style: str = 'full') -> str:
   problem = json.dumps({'n_sat': n_sat, 'k': k, 'clause': formula})
   instruction = templates.instruction(think=think, answer_format='boxed')
+  if style == 'compact':
+    return f'{instruction}\n{problem}\n'
+  if style != 'full':
+    raise ValueError(f'prompt style {style!r} unknown; valid: {list(PROMPT_STYLES)}')
   return f'{PROMPT_HEADER}\n{instruction}\n\n{EXAMPLE}\n\nBelow is the SAT problem you need to solve:\n{problem}\n'
 
 
@@ -178,7 +190,7 @@ class SatTask:
     formula, solution = generate(np.random.default_rng(seed), cfg.n_sat, cfg.k, cfg.l)
     meta = {'n_sat': cfg.n_sat, 'k': cfg.k, 'l': cfg.l, 'clauses': formula, 'solution': solution,
             'answer': solution, 'difficulty': cfg.difficulty, 'think': cfg.think, 'answer_format': 'boxed'}
-    return {'prompt': render_prompt(cfg.n_sat, cfg.k, formula, think=cfg.think), 'images': [], 'meta': meta}
+    return {'prompt': render_prompt(cfg.n_sat, cfg.k, formula, think=cfg.think, style=cfg.prompt_style), 'images': [], 'meta': meta}
 
   def random_answer_completion(self, meta: Mapping[str, Any], seed: int) -> str:
     bits = ''.join(str(int(b)) for b in base.completion_rng(seed).integers(0, 2, size=meta['k']))
