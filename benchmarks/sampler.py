@@ -11,7 +11,9 @@ transformers: its first-call overhead). Throughput counts generated tokens per s
 included. Per-token decode time at n tokens is the decode loop's time / (n - 1) (rl_reason times its
 prefill and decode phases separately; for transformers decode = t(n) - t(1)). The achieved fraction of
 the machine's dense matmul FLOP/s (a large jnp.dot in the same dtype) counts the decode loop's
-useful FLOPs: 2 * params per token plus attention (4 * layers * heads * head_dim * context).
+useful FLOPs: 2 * params per token plus attention (4 * layers * heads * head_dim * context). Beside
+it, the fraction of what the model's weight matmuls alone reach at the same batch (chained as in a
+decode step, no attention or sampling): at 64 rows on a CPU that is well below the large matmul.
 
 transformers runs in a process of its own (this script with --transformers_worker), with torch
 using every core and no JAX runtime beside it, so neither library's thread pool slows the other. The
@@ -273,6 +275,34 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
   return 2 * n**3 / min(runs[1:])  # the best run: what the machine can do
 
 
+def weight_matmul_flops_per_s(model, batch: int, repeats: int, steps: int = 8) -> float:
+  """FLOP/s of the model's weight matmuls alone at `batch` rows: every layer's q, k, v, o, gate, up and
+  down projections and the LM head, chained as in a decode step (weights read from memory each step),
+  with no attention, sampling or loop bookkeeping. The ceiling a decode loop at this batch can reach."""
+  layers = [nnx.state(layer, nnx.Param) for layer in model.decoder.layers]
+  head = model.decoder.embed_tokens.get_value()  # [V, D]: tied (the benchmark's configs tie embeddings)
+  kernel = lambda state, *path: functools.reduce(lambda node, key: node[key], path, state).get_value()
+  weights = [dict(q=kernel(s, 'self_attn', 'q_proj', 'kernel'), k=kernel(s, 'self_attn', 'k_proj', 'kernel'),
+                  v=kernel(s, 'self_attn', 'v_proj', 'kernel'), o=kernel(s, 'self_attn', 'o_proj', 'kernel'),
+                  gate=kernel(s, 'mlp', 'gate_proj', 'kernel'), up=kernel(s, 'mlp', 'up_proj', 'kernel'),
+                  down=kernel(s, 'mlp', 'down_proj', 'kernel')) for s in layers]
+
+  def step(_, carry):
+    x, checksum = carry
+    for w in weights:
+      k, v = x @ w['k'], x @ w['v']
+      x = x + jnp.tanh(x @ w['q']) @ w['o']  # tanh keeps the chain bounded over the steps
+      x = x + (jax.nn.silu(x @ w['gate']) * (x @ w['up'])) @ w['down']
+      checksum = checksum + jnp.sum(k) + jnp.sum(v)
+    return jnp.tanh(x), checksum + jnp.sum(x @ head.T)
+
+  run = jax.jit(lambda x: jax.lax.fori_loop(0, steps, step, (x, jnp.float32(0))))
+  x = jax.random.normal(jax.random.key(2), (batch, head.shape[1]), jnp.dtype(DTYPE))
+  runs = alternate({'chain': seconds_of(lambda: jax.block_until_ready(run(x)))}, max(repeats, 3))['chain']
+  matmul_params = sum(a.size for w in weights for a in w.values()) + head.size
+  return 2 * matmul_params * batch * steps / min(runs[1:])
+
+
 def decode_flops(cfg: model_config.ModelConfig, params: int, prompt_lengths: np.ndarray, new_tokens: int) -> float:
   """Useful FLOPs of decode steps 1 .. N-1 (step 0 comes from the prefill)."""
   text = cfg.text
@@ -332,6 +362,9 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       no_cache = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk)
       times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
     flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
+    weight_rate = weight_matmul_flops_per_s(model, batch, args.repeats)
+    result['weight_matmuls'].append(dict(model=name, batch=batch, flops_per_s=weight_rate,
+                                         fraction_of_dense=weight_rate / peak))
     rows = {}
     for impl in ('rl_reason', 'rl_reason_no_cache', 'transformers'):
       if impl not in times:
@@ -347,6 +380,7 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       if 'decode_s' in row:
         row['decode_flops'] = flops
         row['decode_flop_fraction'] = flops / row['decode_s'] / peak
+        row['decode_flop_fraction_of_weight_matmuls'] = flops / row['decode_s'] / weight_rate
       rows[impl] = row
       result['throughput'].append(row)
       print(f'{name:10s} b={batch:<3d} {impl:19s} {row["tokens_per_s"]:10.1f} tok/s  run {t["run_s"]:.3f}s  '
@@ -384,7 +418,7 @@ def main(argv=None) -> dict[str, Any]:
                     jax_devices=[str(d) for d in jax.devices()], platform=platform.platform(),
                     jax_version=jax.__version__),
       matmul=dict(n=args.matmul_n, dtype=DTYPE, flops_per_s=peak),
-      throughput=[], per_token_decode=[], ratios={})
+      throughput=[], per_token_decode=[], ratios={}, weight_matmuls=[])
   for name in args.models:
     cfg = text_configs()[name]
     model = models.create(cfg, seed=0)
@@ -412,11 +446,17 @@ def format_table(result: dict[str, Any]) -> str:
   lines = [f'dense matmul ({result["matmul"]["n"]}^2, {result["matmul"]["dtype"]}): '
            f'{result["matmul"]["flops_per_s"] / 1e9:.1f} GFLOP/s', '',
            f'{"model":10s} {"params":>9s} {"batch":>5s} {"impl":19s} {"tok/s":>10s} {"run s":>8s} {"compile s":>9s} '
-           f'{"FLOP frac":>9s}']
+           f'{"FLOP frac":>9s} {"of weights":>10s}']
   for row in result['throughput']:
     frac = f'{row["decode_flop_fraction"]:9.4f}' if 'decode_flop_fraction' in row else f'{"-":>9s}'
+    of_weights = (f'{row["decode_flop_fraction_of_weight_matmuls"]:10.4f}'
+                  if 'decode_flop_fraction_of_weight_matmuls' in row else f'{"-":>10s}')
     lines.append(f'{row["model"]:10s} {row["params"]:9d} {row["batch"]:5d} {row["impl"]:19s} '
-                 f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac}')
+                 f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights}')
+  lines += ['', 'weight matmuls alone (each layer\'s projections and the LM head, chained at the batch\'s rows):']
+  for row in result['weight_matmuls']:
+    lines.append(f'  {row["model"]:10s} b={row["batch"]:<3d} {row["flops_per_s"] / 1e9:7.1f} GFLOP/s '
+                 f'({row["fraction_of_dense"]:.2f} of the dense matmul)')
   lines += ['', f'{"model":10s} {"batch":>5s} {"impl":19s} {"tokens":>6s} {"ms/token":>9s}']
   for row in result['per_token_decode']:
     lines.append(f'{row["model"]:10s} {row["batch"]:5d} {row["impl"]:19s} {row["new_tokens"]:6d} '

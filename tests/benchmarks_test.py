@@ -24,7 +24,11 @@ def test_sampler_benchmark_quick(tmp_path):
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
   result = json.loads(out.read_text())
-  assert set(result) == {'settings', 'matmul', 'throughput', 'per_token_decode', 'ratios'}
+  assert set(result) == {'settings', 'matmul', 'throughput', 'per_token_decode', 'ratios', 'weight_matmuls'}
+  assert {(r['model'], r['batch']) for r in result['weight_matmuls']} == {
+      (r['model'], r['batch']) for r in result['throughput']}
+  for row in result['weight_matmuls']:
+    assert _positive(row['flops_per_s']) and row['fraction_of_dense'] == row['flops_per_s'] / result['matmul']['flops_per_s']
   assert result['settings']['quick'] is True and result['settings']['torch_threads'] == 1
   assert _positive(result['matmul']['flops_per_s'])
   impls = {row['impl'] for row in result['throughput']}
@@ -34,7 +38,8 @@ def test_sampler_benchmark_quick(tmp_path):
       assert _positive(row[key]), (row['impl'], key, row[key])
     assert row['compile_s'] >= 0 and len(row['runs_s']) == result['settings']['repeats']
     if row['impl'] != 'rl_reason_no_cache':
-      for key in ('prefill_s', 'decode_s', 'decode_flops', 'decode_flop_fraction'):
+      for key in ('prefill_s', 'decode_s', 'decode_flops', 'decode_flop_fraction',
+                  'decode_flop_fraction_of_weight_matmuls'):
         assert _positive(row[key]), (row['impl'], key, row[key])
   lengths = result['settings']['per_token_lengths']
   assert {(r['impl'], r['new_tokens']) for r in result['per_token_decode']} == {
