@@ -278,7 +278,7 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
 def weight_matmul_flops_per_s(model, batch: int, repeats: int, steps: int = 8) -> float:
   """FLOP/s of the model's weight matmuls alone at `batch` rows: every layer's q, k, v, o, gate, up and
   down projections and the LM head, chained as in a decode step (weights read from memory each step),
-  with no attention, sampling or loop bookkeeping. The ceiling a decode loop at this batch can reach."""
+  with no attention, sampling or loop bookkeeping: the matmul part of a decode step's ceiling."""
   layers = [nnx.state(layer, nnx.Param) for layer in model.decoder.layers]
   head = model.decoder.embed_tokens.get_value()  # [V, D]: tied (the benchmark's configs tie embeddings)
   kernel = lambda state, *path: functools.reduce(lambda node, key: node[key], path, state).get_value()

@@ -86,7 +86,8 @@ def _one_pass_hidden(model: Model, batch: dict[str, Any], groups: int) -> jax.Ar
     # Each prompt's images are encoded once and shared by its G rows.
     image_embeds = _repeat_rows(model.encode_images(prompt['vision']), groups)
   # Every position, then the slice: hidden_slice's last-layer skip measured no gain in the update
-  # (the backward pass dominates), and the learner's numerics stay those of the full forward.
+  # (the backward pass dominates), and the learner's numerics stay those of the full forward (with
+  # the skip, whose rounding differs in the last bits, the default and 2x1 runs took other paths).
   hidden, _ = model.hidden_states(input_ids, positions, mask, image_embeds=image_embeds)
   return hidden[:, prompt_len - 1:prompt_len + length - 1]
 
