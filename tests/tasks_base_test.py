@@ -43,7 +43,7 @@ def test_get_accepts_config_mapping_or_none_and_rejects_unknown_keys():
   assert tasks.get('sat', {'k': 6}).cfg == sat.SatConfig(k=6)
   cfg = jigsaw.JigsawConfig(rows=3)
   assert tasks.get('jigsaw', cfg).cfg is cfg
-  with pytest.raises(ValueError, match=r"unknown config keys \['kk'\]; valid keys: \['n_sat', 'k', 'l', 'think'\]"):
+  with pytest.raises(ValueError, match=r"unknown config keys \['kk'\]; valid keys: \['n_sat', 'k', 'l', 'think', 'prompt_style'\]"):
     tasks.get('sat', {'kk': 6})
   with pytest.raises(ValueError, match='unknown task'):
     tasks.get('nope')
