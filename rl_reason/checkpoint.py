@@ -34,8 +34,12 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, *, meta: dict[str, Any], config: dict[str, Any]) -> None:
     """Writes step `step` and blocks until it is committed (a later crash cannot corrupt it)."""
+    # Arrays this process holds whole are fetched in one device_get and written as host arrays:
+    # orbax's own per-array device-to-host copy compiles slice programs per shape and sharding
+    # (2.3 s for a first save of 200 small arrays on 8 CPU devices, 0.2 s this way). Arrays spread
+    # over several processes stay jax arrays, so that each process writes its own shards.
     saved = self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta), config=ocp.args.JsonSave(config)))
+        state=ocp.args.StandardSave(_local_to_host(state)), meta=ocp.args.JsonSave(meta), config=ocp.args.JsonSave(config)))
     self._manager.wait_until_finished()
     if not saved:
       raise ValueError(f'checkpoint step {step} was not written to {self.directory}: '
@@ -88,6 +92,15 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _local_to_host(tree: Any) -> Any:
+  """The tree with every jax array this process holds whole replaced by a numpy copy (one transfer)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  local = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array) and leaf.is_fully_addressable]
+  for i, host in zip(local, jax.device_get([leaves[i] for i in local])):
+    leaves[i] = host
+  return jax.tree.unflatten(treedef, leaves)
 
 
 def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
