@@ -13,7 +13,10 @@ prefill and decode phases separately; for transformers decode = t(n) - t(1)). Th
 the machine's dense matmul FLOP/s (a large jnp.dot in the same dtype) counts the decode loop's
 useful FLOPs: 2 * params per token plus attention (4 * layers * heads * head_dim * context). Beside
 it, the fraction of what the model's weight matmuls alone reach at the same batch (chained as in a
-decode step, no attention or sampling): at 64 rows on a CPU that is well below the large matmul.
+decode step, no attention or sampling): at 64 rows on a CPU that is well below the large matmul. From
+that rate and the machine's memory read rate (a jitted sum over 256 MB) comes a bound on the decode
+FLOP fraction: the loop's weight FLOPs at the weight-matmul rate plus its KV-cache reads (each stage
+reads its T + C_i slots of every layer's keys and values) at the memory rate, with nothing else in a step.
 
 transformers runs in a process of its own (this script with --transformers_worker), with torch
 using every core and no JAX runtime beside it, so neither library's thread pool slows the other. The
@@ -303,6 +306,26 @@ def weight_matmul_flops_per_s(model, batch: int, repeats: int, steps: int = 8) -
   return 2 * matmul_params * batch * steps / min(runs[1:])
 
 
+def memory_read_bytes_per_s(repeats: int, megabytes: int = 256) -> float:
+  """Bytes/s of a jitted sum over an array far larger than the caches: this machine's memory read rate."""
+  x = jnp.ones((megabytes << 18,), jnp.float32)  # 2^18 float32 = 1 MB
+  total = jax.jit(jnp.sum)
+  runs = alternate({'sum': seconds_of(lambda: jax.block_until_ready(total(x)))}, max(repeats, 3))['sum']
+  return x.nbytes / min(runs[1:])
+
+
+def cache_read_bytes(text: model_config.TextConfig, request: sampling.PreparedGeneration, itemsize: int) -> int:
+  """KV-cache bytes the attention reads over decode steps 1 .. N-1: step s runs in the first stage whose
+  capacity C_i >= s and reads that stage's T + C_i slots of every layer's keys and values."""
+  rows, prompt_len = request.inputs['input_ids'].shape
+  rows *= request.cfg.num_samples
+  capacities = np.asarray(request.cfg.stage_capacities)
+  steps = np.arange(1, request.max_new_tokens)
+  slots = prompt_len + capacities[np.searchsorted(capacities, steps)]
+  per_slot = 2 * text.num_hidden_layers * rows * text.num_key_value_heads * text.dim_per_head * itemsize
+  return int(slots.sum()) * per_slot
+
+
 def decode_flops(cfg: model_config.ModelConfig, params: int, prompt_lengths: np.ndarray, new_tokens: int) -> float:
   """Useful FLOPs of decode steps 1 .. N-1 (step 0 comes from the prefill)."""
   text = cfg.text
@@ -333,10 +356,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.models = args.models or 'tiny'
     args.prompt_len = min(args.prompt_len, 16)
     args.batches, args.new_tokens, args.per_token_lengths = (2,), 8, (8, 16)
-    args.matmul_n, args.no_cache_chunk, args.per_token_batch = 256, 8, 2
+    args.matmul_n, args.no_cache_chunk, args.per_token_batch, args.memory_mb = 256, 8, 2, 16
   else:
     args.batches, args.new_tokens, args.per_token_lengths = (8, 64), 128, (64, 256, 1024)
-    args.matmul_n, args.no_cache_chunk, args.per_token_batch = 2048, 64, 8
+    args.matmul_n, args.no_cache_chunk, args.per_token_batch, args.memory_mb = 2048, 64, 8, 256
   args.models = (args.models or ','.join(text_configs())).split(',')
   unknown = sorted(set(args.models) - set(text_configs()))
   if unknown:
@@ -347,7 +370,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConfig, model, prompt_sets,
-                  hf: TransformersWorker, args: argparse.Namespace, peak: float) -> None:
+                  hf: TransformersWorker, args: argparse.Namespace, peak: float, memory_rate: float) -> None:
   """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating."""
   params = models.param_count(model)
   for batch in args.batches:
@@ -363,8 +386,13 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
     flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
     weight_rate = weight_matmul_flops_per_s(model, batch, args.repeats)
+    # A bound on the decode loop: its weight FLOPs at the weight-matmul rate plus its KV-cache reads at
+    # the memory read rate, with nothing else (norms, softmax, sampling, loop) in the step.
+    cache_bytes = cache_read_bytes(cfg.text, phases.request, jnp.dtype(DTYPE).itemsize)
+    bound_s = 2.0 * params * batch * (args.new_tokens - 1) / weight_rate + cache_bytes / memory_rate
     result['weight_matmuls'].append(dict(model=name, batch=batch, flops_per_s=weight_rate,
-                                         fraction_of_dense=weight_rate / peak))
+                                         fraction_of_dense=weight_rate / peak, cache_read_bytes=cache_bytes,
+                                         bound_decode_s=bound_s, decode_flop_fraction_bound=flops / bound_s / peak))
     rows = {}
     for impl in ('rl_reason', 'rl_reason_no_cache', 'transformers'):
       if impl not in times:
@@ -409,6 +437,7 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
 def main(argv=None) -> dict[str, Any]:
   args = parse_args(argv)
   peak = matmul_flops_per_s(args.matmul_n, args.repeats)
+  memory_rate = memory_read_bytes_per_s(args.repeats, megabytes=args.memory_mb)
   result: dict[str, Any] = dict(
       settings=dict(quick=args.quick, repeats=args.repeats, prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                     batches=list(args.batches), per_token_lengths=list(args.per_token_lengths),
@@ -418,6 +447,7 @@ def main(argv=None) -> dict[str, Any]:
                     jax_devices=[str(d) for d in jax.devices()], platform=platform.platform(),
                     jax_version=jax.__version__),
       matmul=dict(n=args.matmul_n, dtype=DTYPE, flops_per_s=peak),
+      memory=dict(megabytes=args.memory_mb, read_bytes_per_s=memory_rate),
       throughput=[], per_token_decode=[], ratios={}, weight_matmuls=[])
   for name in args.models:
     cfg = text_configs()[name]
@@ -432,7 +462,7 @@ def main(argv=None) -> dict[str, Any]:
       try:
         result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
                                   transformers_version=hf.info['transformers_version'])
-        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak)
+        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, memory_rate)
       finally:
         hf.close()
   print(format_table(result))
@@ -453,10 +483,13 @@ def format_table(result: dict[str, Any]) -> str:
                   if 'decode_flop_fraction_of_weight_matmuls' in row else f'{"-":>10s}')
     lines.append(f'{row["model"]:10s} {row["params"]:9d} {row["batch"]:5d} {row["impl"]:19s} '
                  f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights}')
-  lines += ['', 'weight matmuls alone (each layer\'s projections and the LM head, chained at the batch\'s rows):']
+  lines += ['', 'weight matmuls alone (each layer\'s projections and the LM head, chained at the batch\'s rows), '
+            f'and the decode bound they give with the KV-cache reads at {result["memory"]["read_bytes_per_s"] / 1e9:.1f} '
+            'GB/s (memory read rate):']
   for row in result['weight_matmuls']:
     lines.append(f'  {row["model"]:10s} b={row["batch"]:<3d} {row["flops_per_s"] / 1e9:7.1f} GFLOP/s '
-                 f'({row["fraction_of_dense"]:.2f} of the dense matmul)')
+                 f'({row["fraction_of_dense"]:.2f} of the dense matmul); bound on the decode FLOP fraction '
+                 f'{row["decode_flop_fraction_bound"]:.2f} ({row["cache_read_bytes"] / 1e9:.2f} GB of cache reads)')
   lines += ['', f'{"model":10s} {"batch":>5s} {"impl":19s} {"tokens":>6s} {"ms/token":>9s}']
   for row in result['per_token_decode']:
     lines.append(f'{row["model"]:10s} {row["batch"]:5d} {row["impl"]:19s} {row["new_tokens"]:6d} '

@@ -24,11 +24,19 @@ def test_sampler_benchmark_quick(tmp_path):
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
   result = json.loads(out.read_text())
-  assert set(result) == {'settings', 'matmul', 'throughput', 'per_token_decode', 'ratios', 'weight_matmuls'}
+  assert set(result) == {'settings', 'matmul', 'memory', 'throughput', 'per_token_decode', 'ratios',
+                         'weight_matmuls'}
   assert {(r['model'], r['batch']) for r in result['weight_matmuls']} == {
       (r['model'], r['batch']) for r in result['throughput']}
+  memory_rate = result['memory']['read_bytes_per_s']
+  assert _positive(memory_rate)
   for row in result['weight_matmuls']:
     assert _positive(row['flops_per_s']) and row['fraction_of_dense'] == row['flops_per_s'] / result['matmul']['flops_per_s']
+    assert _positive(row['cache_read_bytes']) and row['bound_decode_s'] > row['cache_read_bytes'] / memory_rate
+    ours = next(r for r in result['throughput']
+                if (r['model'], r['batch'], r['impl']) == (row['model'], row['batch'], 'rl_reason'))
+    assert math.isclose(row['decode_flop_fraction_bound'],
+                        ours['decode_flops'] / row['bound_decode_s'] / result['matmul']['flops_per_s'])
   assert result['settings']['quick'] is True and result['settings']['torch_threads'] == 1
   assert _positive(result['matmul']['flops_per_s'])
   impls = {row['impl'] for row in result['throughput']}
@@ -55,6 +63,28 @@ def test_sampler_benchmark_quick(tmp_path):
     pairs = ratio['rl_reason_vs_transformers_pairs']
     assert len(pairs) == result['settings']['repeats'] and all(map(_positive, pairs))
     assert min(pairs) <= ratio['rl_reason_vs_transformers_pair_median'] <= max(pairs)
+
+
+def test_cache_read_bytes_counts_each_stages_slots_for_its_steps():
+  """Steps 1 .. N-1 of a 128-token decode in stages of 64, 96 and 128 tokens over a 16-slot prompt bucket."""
+  sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+  try:
+    import sampler as bench  # benchmarks/sampler.py
+  finally:
+    sys.path.pop(0)
+  from rl_reason import models, sampling
+  from rl_reason.models import config as model_config
+  text = model_config.TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                 num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0,
+                                 mrope_section=None, tie_word_embeddings=True)
+  model = models.create(model_config.ModelConfig(text=text, dtype='float32', param_dtype='float32'), seed=0)
+  ids, mask = bench.prompts(3, 16, text.vocab_size)
+  request = sampling.prepare_generation(model, ids, mask, max_new_tokens=128, temperature=1.0, num_samples=2)
+  assert request.cfg.stage_capacities == (64, 96, 128)
+  rows, prompt_len = request.inputs['input_ids'].shape[0] * 2, request.inputs['input_ids'].shape[1]
+  slot_steps = 64 * (prompt_len + 64) + 32 * (prompt_len + 96) + 31 * (prompt_len + 128)
+  per_slot = 2 * 3 * rows * 2 * (32 // 4) * 4  # k and v, layers, rows, kv heads, head dim, float32 bytes
+  assert bench.cache_read_bytes(text, request, 4) == slot_steps * per_slot
 
 
 def test_rewards_benchmark_runs_and_writes_its_table(tmp_path):
