@@ -3,7 +3,9 @@
 Each step directory holds three items: `state` (a pytree of jax arrays, restored straight into the
 requested shardings), `meta` (JSON: data-iterator position, step, ...) and `config` (JSON: the run
 config, compared before restoring). Orbax writes `<step>.orbax-checkpoint-tmp` and renames it on
-commit, so a crash mid-save leaves the previous checkpoint as the latest one.
+commit, so a crash mid-save leaves the previous checkpoint as the latest one. Arrays this process
+holds whole are fetched to the host in one transfer before orbax writes them; arrays spread over
+several processes go to orbax as jax arrays, each process writing its own shards.
 """
 
 from __future__ import annotations
