@@ -98,7 +98,7 @@ class PhaseTimer:
     start = time.perf_counter()
     state = jax.block_until_ready(self.request.prefill(0))
     middle = time.perf_counter()
-    jax.block_until_ready(self.request.decode(state, 0).tokens)
+    jax.block_until_ready(self.request.decode(state).tokens)
     self.prefill_s.append(middle - start)
     self.decode_s.append(time.perf_counter() - middle)
     return self.decode_s[-1]

@@ -61,7 +61,7 @@ def test_decode_state_is_laid_out_on_the_mesh(model, mesh):
   laid_out = lambda x, *spec: x.sharding.is_equivalent_to(NamedSharding(mesh, P(*spec)), x.ndim)
   assert all(laid_out(k, rows, 'tensor', None, None) for k in state.cache['k']), state.cache['k'][0].sharding
   assert laid_out(state.cache['valid'], rows, None) and laid_out(state.tokens, rows, None)
-  final = sampler.decode(params, state, 0, cfg)
+  final = sampler.decode(params, state, cfg)
   assert all(laid_out(v, rows, 'tensor', None, None) for v in final.cache['v']), final.cache['v'][0].sharding
   assert laid_out(final.logprobs, rows, None) and laid_out(final.lengths, rows)
   # Each device holds a quarter of the rows and half of the KV heads.

@@ -14,6 +14,7 @@ from scipy import stats
 
 from rl_reason import models, sampling
 from rl_reason.models import config as model_config, convert
+from rl_reason.sampling import logits as logits_lib
 
 VOCAB = 71
 
@@ -258,9 +259,39 @@ def test_decode_state_is_donated(qwen2_pair):
   cache_k, tokens = state.cache['k'][0], state.tokens
   with warnings.catch_warnings():
     warnings.simplefilter('error')  # 'Some donated buffers were not usable' would fail here
-    final = sampler.decode(params, state, 0, cfg)
+    final = sampler.decode(params, state, cfg)
   assert cache_k.is_deleted() and tokens.is_deleted()
   assert not final.cache['k'][0].is_deleted()
+
+
+def test_decode_step_evaluates_the_rotary_once(qwen2_pair):
+  """The rotary tables ride in the loop state: cos appears once in the step, not in each layer's q and k."""
+  _, ours = qwen2_pair
+  ids, mask = _left_padded()
+  sampler = sampling.Sampler(nnx.graphdef(ours))
+  params = nnx.state(ours)
+  cfg = sampling.SamplingConfig(max_new_tokens=8, temperature=1.0, kv_stages=1)
+  state = sampler.prefill(params, models.prepare_inputs(ours.cfg, ids, mask), 0, cfg)
+  program = sampler._decode.lower(params, state, cfg=cfg, capacity=8).compile().as_text()
+  assert ours.cfg.text.num_hidden_layers == 3  # computed inside the step, XLA put cos into 6 fusions
+  assert program.count(' cosine(') == 1
+
+
+def test_step_uniforms_are_the_draws_of_each_step():
+  """Prefill's [B, N] uniforms: column s is what row_uniforms gives for fold_in(rng, s)."""
+  rng, rows = jax.random.key(7), jnp.asarray([0, 1, 5, 2], jnp.int32)
+  table = np.asarray(logits_lib.step_uniforms(rng, 6, rows))
+  assert table.shape == (4, 6)
+  for step in (0, 3, 5):
+    np.testing.assert_array_equal(table[:, step], logits_lib.row_uniforms(jax.random.fold_in(rng, step), rows))
+  assert len(np.unique(table)) == table.size  # distinct draws across steps and rows
+
+
+@pytest.mark.parametrize('width', [1, 5, 128, 300])
+def test_prefix_sums_equal_numpy_cumsum(width):
+  x = np.random.RandomState(width).rand(3, width).astype(np.float32)
+  np.testing.assert_allclose(logits_lib.prefix_sums(jnp.asarray(x)), np.cumsum(x.astype(np.float64), axis=-1),
+                             rtol=1e-6)
 
 
 def test_bad_input_is_a_clear_error(qwen2_pair):

@@ -229,8 +229,18 @@ class Decoder(nnx.Module):
     # CSE barrier that jax.checkpoint adds by default is only needed for the unrolled stack.
     return jax.checkpoint(apply, policy=REMAT_POLICIES[remat], prevent_cse=not self.scan_layers)
 
+  def rotary(self, positions: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+    """cos, sin [B, T, H] in `dtype` for positions [3, B, T]."""
+    cfg = self.cfg
+    inv_freq = layers.rope_inverse_frequencies(
+        cfg.dim_per_head, cfg.rope_theta, cfg.rope_scaling, max_position_embeddings=cfg.max_position_embeddings,
+        seq_len=jnp.max(positions) + 1)  # [H/2]
+    cos, sin = layers.text_rotary(positions, inv_freq, cfg.mrope_section)
+    return cos.astype(dtype), sin.astype(dtype)
+
   def __call__(self, embeds, positions, attention_mask, cache: Cache | None = None,
-               write_index: jax.Array | None = None, remat: str = 'none', hidden_slice: slice | None = None):
+               write_index: jax.Array | None = None, remat: str = 'none', hidden_slice: slice | None = None,
+               rotary: tuple[jax.Array, jax.Array] | None = None):
     """Runs the layers.
 
     Args:
@@ -245,16 +255,15 @@ class Decoder(nnx.Module):
       hidden_slice: None, or the slice of the T tokens whose hidden states are returned (T' of them).
         The last layer then runs its queries, attention output and MLP for those tokens alone (its
         keys and values for all T): a prefill that samples from the last token skips most of a layer.
+      rotary: None, or `self.rotary(positions, embeds.dtype)` computed by the caller (positions
+        are then unused). A decode loop carries it from step to step: computed inside the step,
+        XLA fuses cos and sin into each layer's q and k and evaluates them there again and again.
 
     Returns:
       hidden [B, T', D] after the final norm, and the updated cache (or None).
     """
     cfg = self.cfg
-    inv_freq = layers.rope_inverse_frequencies(
-        cfg.dim_per_head, cfg.rope_theta, cfg.rope_scaling, max_position_embeddings=cfg.max_position_embeddings,
-        seq_len=jnp.max(positions) + 1)  # [H/2]
-    cos, sin = layers.text_rotary(positions, inv_freq, cfg.mrope_section)
-    cos, sin = cos.astype(embeds.dtype), sin.astype(embeds.dtype)
+    cos, sin = self.rotary(positions, embeds.dtype) if rotary is None else rotary
     batch, length, _ = embeds.shape
     valid_new = attention_mask.astype(jnp.bool_)
     if cache is None:

@@ -59,26 +59,28 @@ class Model(nnx.Module):
     return jnp.where(is_image[..., None], gathered, embeds)
 
   def __call__(self, input_ids, positions, attention_mask, *, image_embeds=None,
-               cache: Cache | None = None, write_index=None, logits_slice: slice | None = None):
+               cache: Cache | None = None, write_index=None, logits_slice: slice | None = None, rotary=None):
     """Logits [B, T', V] (float32) for the tokens (T' = T unless logits_slice), and the cache.
 
     The decoder layers are rematerialised as cfg.remat says (read per call, like cfg.dtype);
     cfg.scan_layers is the parameter layout, fixed when the model is built.
     """
     hidden, cache = self.hidden_states(input_ids, positions, attention_mask, image_embeds=image_embeds,
-                                       cache=cache, write_index=write_index, hidden_slice=logits_slice)
+                                       cache=cache, write_index=write_index, hidden_slice=logits_slice,
+                                       rotary=rotary)
     return self.logits(hidden), cache
 
   def hidden_states(self, input_ids, positions, attention_mask, *, image_embeds=None,
-                    cache: Cache | None = None, write_index=None, hidden_slice: slice | None = None):
+                    cache: Cache | None = None, write_index=None, hidden_slice: slice | None = None, rotary=None):
     """Final (normed) hidden states [B, T', D] in the compute dtype, and the cache: `__call__` before the
-    LM head, for callers that apply the head themselves (e.g. chunk by chunk: `logits(hidden[:, chunk])`)."""
+    LM head, for callers that apply the head themselves (e.g. chunk by chunk: `logits(hidden[:, chunk])`).
+    `rotary`: optional precomputed (cos, sin) [B, T, H] (Decoder.rotary; positions then unused)."""
     if self.cfg.scan_layers != self.decoder.scan_layers:
       raise ValueError(f'cfg.scan_layers={self.cfg.scan_layers} but the model was built with scan_layers='
                        f'{self.decoder.scan_layers} (the parameter layout); rebuild or reload the model')
     embeds = self.embed(input_ids, image_embeds)
     return self.decoder(embeds, positions, attention_mask, cache, write_index, remat=self.cfg.remat,
-                        hidden_slice=hidden_slice)
+                        hidden_slice=hidden_slice, rotary=rotary)
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     """[B, T, D] final hidden states -> [B, T, V] float32 logits (the LM head)."""

@@ -68,8 +68,8 @@ class PreparedGeneration:
   def prefill(self, rng: jax.Array | int) -> DecodeState:
     return self.sampler.prefill(self.params, self.inputs, rng, self.cfg, max_new_tokens=self.max_new_tokens)
 
-  def decode(self, state: DecodeState, rng: jax.Array | int) -> DecodeState:
-    return self.sampler.decode(self.params, state, rng, self.cfg)
+  def decode(self, state: DecodeState) -> DecodeState:
+    return self.sampler.decode(self.params, state, self.cfg)
 
   def output(self, state: DecodeState) -> SampleOutput:
     """The real rows and the first max_new_tokens columns of a finished state."""
@@ -173,7 +173,7 @@ def generate(model: Model, input_ids, attention_mask, *, max_new_tokens: int, te
       return_entropy=return_entropy, cache_dtype=cache_dtype, kv_stages=kv_stages, buckets=buckets, mesh=mesh,
       rules=rules)
   rng = 0 if rng is None else rng
-  return request.output(request.decode(request.prefill(rng), rng))
+  return request.output(request.decode(request.prefill(rng)))
 
 
 __all__ = ['DEFAULT_KV_STAGES', 'DecodeState', 'EOS', 'EXACT_BUCKETS', 'FINISH_REASONS', 'Knobs', 'LENGTH',

@@ -56,6 +56,15 @@ def token_stats(logits: jax.Array, tokens: jax.Array, temperature: float,
   return logprob, log_total - weighted / total
 
 
+def prefix_sums(x: jax.Array) -> jax.Array:
+  """Inclusive prefix sums along the last axis, as a log-depth scan.
+
+  XLA's CPU backend lowers jnp.cumsum to a reduce-window of cost W^2 per row; the scan's adds fuse
+  into a few loops (a draw from 64 rows of 512 weights: 89 -> 48 us).
+  """
+  return jax.lax.associative_scan(jnp.add, x, axis=-1)
+
+
 def _candidates(x: jax.Array, knobs: Knobs) -> tuple[jax.Array, jax.Array | None, jax.Array]:
   """Scaled logits x [B, V] -> (values [B, K], vocab ids [B, K] or None for identity, keep [B, K])."""
   vocab = x.shape[-1]
@@ -72,7 +81,7 @@ def _candidates(x: jax.Array, knobs: Knobs) -> tuple[jax.Array, jax.Array | None
   if knobs.top_p < 1.0:
     assert ordered
     probs = jax.nn.softmax(values, axis=-1)
-    cumulative = jnp.cumsum(probs, axis=-1)
+    cumulative = prefix_sums(probs)
     mass_before = jnp.concatenate([jnp.zeros_like(cumulative[:, :1]), cumulative[:, :-1]], axis=-1)
     nucleus = mass_before < knobs.top_p  # the first token: 0 < top_p
     threshold = jnp.min(jnp.where(nucleus, values, jnp.inf), axis=-1, keepdims=True)
@@ -123,7 +132,7 @@ def _draw_in_block(weights: jax.Array, target: jax.Array) -> tuple[jax.Array, ja
   Rounding can put target on the total: i is clamped to the last nonzero weight, so a truncated
   (zero-weight) token is never returned.
   """
-  cdf = jnp.cumsum(weights, axis=-1)
+  cdf = prefix_sums(weights)
   choice = jnp.sum(cdf <= target[:, None], axis=-1)
   iota = jnp.arange(weights.shape[-1], dtype=jnp.int32)
   last = jnp.max(jnp.where(weights > 0, iota, 0), axis=-1)  # a max, not argmax: its (value, index) reduce is slow
@@ -157,6 +166,12 @@ def row_uniforms(rng: jax.Array, row_ids: jax.Array) -> jax.Array:
   return jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)
 
 
+def step_uniforms(rng: jax.Array, steps: int, row_ids: jax.Array) -> jax.Array:
+  """[B, steps] uniforms: column s is row_uniforms(fold_in(rng, s), row_ids), the draws of step s."""
+  step_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, jnp.arange(steps, dtype=jnp.int32))
+  return jax.vmap(row_uniforms, in_axes=(0, None), out_axes=1)(step_keys, row_ids)
+
+
 def sample_tokens(logits: jax.Array, rng: jax.Array, knobs: Knobs,
                   row_ids: jax.Array | None = None) -> jax.Array:
   """[B, V] logits -> [B] int32 tokens (argmax at temperature 0).
@@ -165,12 +180,16 @@ def sample_tokens(logits: jax.Array, rng: jax.Array, knobs: Knobs,
   """
   if knobs.temperature == 0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  batch = logits.shape[0]
-  row_ids = jnp.arange(batch, dtype=jnp.int32) if row_ids is None else row_ids
+  row_ids = jnp.arange(logits.shape[0], dtype=jnp.int32) if row_ids is None else row_ids
+  return draw_tokens(logits, row_uniforms(rng, row_ids), knobs)
+
+
+def draw_tokens(logits: jax.Array, uniforms: jax.Array, knobs: Knobs) -> jax.Array:
+  """[B, V] logits, [B] uniforms in [0, 1) -> [B] int32 tokens of the truncated distribution (temperature > 0)."""
   x = logits.astype(jnp.float32) / knobs.temperature
   values, ids, keep = _candidates(x, knobs)
   weights = _kept_weights(values, keep)  # [B, K]
-  choice = inverse_cdf(weights, row_uniforms(rng, row_ids))
+  choice = inverse_cdf(weights, uniforms)
   if ids is None:
     return choice
   return jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)

@@ -11,8 +11,10 @@ Decoding runs in stages of growing cache capacity C_1 < ... < C_k = N: attention
 only T + C_i slots, so early tokens do not pay for the longest completion. Each loop exits as soon
 as every row has finished (EOS, stop sequence, or max_new_tokens).
 
-Row b's token at step s is drawn with fold_in(fold_in(rng, s), b): samples do not depend on the
-stage layout, on padding rows appended after the real ones, or on how the batch is sharded.
+Row b's token at step s is drawn with the uniform of fold_in(fold_in(rng, s), b): samples do not
+depend on the stage layout, on padding rows appended after the real ones, or on how the batch is
+sharded. Prefill draws every step's uniforms at once ([B, N], in the decode state): on CPU each
+threefry call is a small loop of its own, and three of them per step cost more than the draw.
 Log-probs and entropies are those of the temperature-scaled distribution before top-k / top-p /
 min-p truncation, which is what the learner recomputes.
 """
@@ -32,7 +34,7 @@ from flax import nnx
 from rl_reason.models.decoder import init_cache, map_cache
 from rl_reason.models.model import DTYPES, Model
 from rl_reason.parallel import sharding as shd
-from rl_reason.sampling.logits import sample_tokens, token_stats
+from rl_reason.sampling.logits import draw_tokens, step_uniforms, token_stats
 
 FINISH_REASONS = ('length', 'eos', 'stop')  # finish_reason codes 0, 1, 2
 LENGTH, EOS, STOP = 0, 1, 2
@@ -147,6 +149,8 @@ class DecodeState:
   logprobs: jax.Array  # [B, N] float32
   entropy: jax.Array | None  # [B, N] float32 (return_entropy)
   tail: jax.Array | None  # [B, M] int32 last M sampled tokens (stop sequences)
+  uniforms: jax.Array | None  # [B, N] float32 the uniform each step draws with (temperature > 0)
+  rotary: tuple[jax.Array, jax.Array]  # cos, sin [B, 1, H] of token `step - 1`'s position (carried, see _rotary)
   cache: dict[str, Any]  # per layer k [B, K, H, S], v [B, K, S, H] (models.decoder); valid [B, S]
 
 
@@ -156,7 +160,8 @@ jax.tree_util.register_dataclass(DecodeState, data_fields=_STATE_FIELDS, meta_fi
 # Logical axes of the state's arrays (the cache's K axis goes to 'tensor', rows to ('data', 'fsdp')).
 _ROW, _ROW_COL = (shd.BATCH,), (shd.BATCH, None)
 _STATE_AXES = dict(step=(), limit=(), token=_ROW, next_position=_ROW, done=_ROW, finish_reason=_ROW,
-                   lengths=_ROW, tokens=_ROW_COL, logprobs=_ROW_COL, entropy=_ROW_COL, tail=_ROW_COL)
+                   lengths=_ROW, tokens=_ROW_COL, logprobs=_ROW_COL, entropy=_ROW_COL, tail=_ROW_COL, uniforms=_ROW_COL,
+                   rotary=(shd.BATCH, None, None))
 _KV_AXES = (shd.BATCH, shd.KV_HEADS, None, None)  # k [B, K, H, S], v [B, K, S, H], after LAYERS when stacked
 
 
@@ -233,16 +238,30 @@ class Sampler:
     return jax.tree.map(lambda leaf: self._constrain(leaf, _cache_axes(leaf)), cache)
 
   def _constrain_state(self, state: DecodeState) -> DecodeState:
-    fields = {name: self._constrain(getattr(state, name), axes) for name, axes in _STATE_AXES.items()}
+    fields = {name: jax.tree.map(lambda x, axes=axes: self._constrain(x, axes), getattr(state, name))
+              for name, axes in _STATE_AXES.items()}
     return DecodeState(**fields, cache=self._constrain_cache(state.cache))
 
   # ------------------------------------------------------------------ traced bodies
-  def _emit(self, state: DecodeState, logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> DecodeState:
+  @staticmethod
+  def _rotary(model: Model, state: DecodeState) -> tuple[jax.Array, jax.Array]:
+    """Rotary cos, sin [B, 1, H] of the token fed next (step - 1).
+
+    Carried in the loop state: computed inside a step, XLA fuses cos and sin into every layer's
+    q and k rotation and evaluates them there, once per element (~10% of a tiny-model step).
+    """
+    position = state.next_position + state.step - 1  # [B]
+    return model.decoder.rotary(jnp.broadcast_to(position[None, :, None], (3, position.shape[0], 1)),
+                                model.compute_dtype)
+
+  def _emit(self, state: DecodeState, logits: jax.Array, cfg: SamplingConfig) -> DecodeState:
     """Samples token `step` for every live row from logits [B, V] and records it."""
     step = state.step
-    batch = logits.shape[0]
     live = ~state.done
-    token = sample_tokens(logits, jax.random.fold_in(rng, step), cfg, jnp.arange(batch, dtype=jnp.int32))
+    if state.uniforms is None:
+      token = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # greedy
+    else:
+      token = draw_tokens(logits, jax.lax.dynamic_index_in_dim(state.uniforms, step, axis=1, keepdims=False), cfg)
     logprob, entropy = token_stats(logits, token, cfg.temperature, cfg.return_entropy)
     token = jnp.where(live, token, cfg.pad_token_id)
     put = lambda buffer, value: jax.lax.dynamic_update_slice(buffer, value[:, None], (0, step))
@@ -294,11 +313,13 @@ class Sampler:
         entropy=jnp.zeros((batch, capacity), jnp.float32) if cfg.return_entropy else None,
         tail=(jnp.full((batch, _stop_table(cfg.stop_sequences).shape[1]), _NO_TOKEN, jnp.int32)
               if cfg.stop_sequences else None),
-        cache=cache)
-    return self._constrain_state(self._emit(self._constrain_state(state), logits, rng, cfg))
+        uniforms=(step_uniforms(rng, capacity, jnp.arange(batch, dtype=jnp.int32))
+                  if cfg.temperature > 0 else None),
+        rotary=None, cache=cache)
+    state = self._emit(self._constrain_state(state), logits, cfg)
+    return self._constrain_state(dataclasses.replace(state, rotary=self._rotary(model, state)))
 
-  def _decode_impl(self, params: nnx.State, state: DecodeState, rng: jax.Array, cfg: SamplingConfig,
-                   capacity: int) -> DecodeState:
+  def _decode_impl(self, params: nnx.State, state: DecodeState, cfg: SamplingConfig, capacity: int) -> DecodeState:
     """Runs steps while step < limit, step <= capacity (token step-1 fits the cache) and a row is live."""
     model: Model = nnx.merge(self.graphdef, params)
     batch, slots = state.cache['valid'].shape
@@ -309,13 +330,10 @@ class Sampler:
       return (s.step < s.limit) & (s.step <= capacity) & ~jnp.all(s.done)
 
     def body(s: DecodeState):
-      fed = s.step - 1  # index of the token fed now
-      position = s.next_position + fed  # [B]
-      positions = jnp.broadcast_to(position[None, :, None], (3, batch, 1))
-      write_index = jnp.int32(prompt_len) + fed  # every row's slot: prompts are left padded to one length
-      logits, cache = model(s.token[:, None], positions, ones, cache=s.cache, write_index=write_index)
-      s = dataclasses.replace(s, cache=self._constrain_cache(cache))
-      return self._constrain_state(self._emit(s, logits[:, 0], rng, cfg))
+      write_index = jnp.int32(prompt_len) + s.step - 1  # every row's slot: prompts are left padded to one length
+      logits, cache = model(s.token[:, None], None, ones, cache=s.cache, write_index=write_index, rotary=s.rotary)
+      s = self._emit(dataclasses.replace(s, cache=self._constrain_cache(cache)), logits[:, 0], cfg)
+      return self._constrain_state(dataclasses.replace(s, rotary=self._rotary(model, s)))
 
     return jax.lax.while_loop(cond, body, self._constrain_state(state))
 
@@ -335,9 +353,11 @@ class Sampler:
     self.prefill_rows += prompt['input_ids'].shape[0]
     return state
 
-  def decode(self, params: nnx.State, state: DecodeState, rng: jax.Array | int, cfg: SamplingConfig) -> DecodeState:
-    """Runs the decode stages until every row has finished. `state` is donated (unusable afterwards)."""
-    rng = _as_key(rng)
+  def decode(self, params: nnx.State, state: DecodeState, cfg: SamplingConfig) -> DecodeState:
+    """Runs the decode stages until every row has finished (with the draws prefill made).
+
+    `state` is donated (unusable afterwards).
+    """
     capacities = cfg.stage_capacities
     prompt_len = state.cache['valid'].shape[1] - capacities[0]
     for i, capacity in enumerate(capacities):
@@ -346,7 +366,7 @@ class Sampler:
         if done.all() or step >= limit:
           break  # every row ended inside the previous stage
         state = dataclasses.replace(state, cache=self._grow(state.cache, prompt_len + capacity))
-      state = self._decode(params, state, rng, cfg, capacity)
+      state = self._decode(params, state, cfg, capacity)
     return state
 
   def __call__(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array | int, cfg: SamplingConfig,
@@ -366,7 +386,7 @@ class Sampler:
     Returns:
       SampleOutput with [P*G, N] arrays (columns past max_new_tokens hold padding).
     """
-    state = self.decode(params, self.prefill(params, prompt, rng, cfg, max_new_tokens=max_new_tokens), rng, cfg)
+    state = self.decode(params, self.prefill(params, prompt, rng, cfg, max_new_tokens=max_new_tokens), cfg)
     return SampleOutput(tokens=state.tokens, logprobs=state.logprobs, lengths=state.lengths,
                         finish_reason=state.finish_reason, entropy=state.entropy, steps=state.step)
 
