@@ -420,18 +420,32 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
         rl_reason_vs_transformers_pairs=pairs, rl_reason_vs_transformers_pair_median=statistics.median(pairs),
         rl_reason_vs_no_cache=(rows['rl_reason']['tokens_per_s'] / rows['rl_reason_no_cache']['tokens_per_s']
                                if 'rl_reason_no_cache' in rows else float('nan')))
+  # The lengths' calls alternate too, so a drift in the machine's speed hits each length alike.
   ids, mask = prompt_sets['per_token']
-  for n in args.per_token_lengths:
-    phases = PhaseTimer(model, ids, mask, n, args.temperature)
-    times = alternate({'rl_reason': phases, 'transformers': lambda n=n: hf.run('per_token', n),
-                       'transformers_first_token': lambda: hf.run('per_token', 1)}, args.repeats)
-    hf_decode = max(summarize(times['transformers'])['run_s'] - summarize(times['transformers_first_token'])['run_s'],
-                    0.0)
-    for impl, seconds in (('rl_reason', phases.medians()['decode_s']), ('transformers', hf_decode)):
+  lengths = args.per_token_lengths
+  phases = {n: PhaseTimer(model, ids, mask, n, args.temperature) for n in lengths}
+  calls = {'transformers_first_token': lambda: hf.run('per_token', 1)}
+  for n in lengths:
+    calls[f'rl_reason/{n}'] = phases[n]
+    calls[f'transformers/{n}'] = lambda n=n: hf.run('per_token', n)
+  times = alternate(calls, args.repeats)
+  hf_first_token = summarize(times['transformers_first_token'])['run_s']
+  per_token_ms = {}
+  for n in lengths:
+    hf_decode = max(summarize(times[f'transformers/{n}'])['run_s'] - hf_first_token, 0.0)
+    for impl, seconds in (('rl_reason', phases[n].medians()['decode_s']), ('transformers', hf_decode)):
+      per_token_ms[impl, n] = seconds / (n - 1) * 1e3
       result['per_token_decode'].append(dict(model=name, batch=args.per_token_batch, impl=impl, new_tokens=n,
-                                             per_token_ms=seconds / (n - 1) * 1e3, decode_s=seconds))
-      print(f'{name:10s} b={args.per_token_batch:<3d} {impl:19s} {n:5d} tokens: {seconds / (n - 1) * 1e3:8.3f} '
+                                             per_token_ms=per_token_ms[impl, n], decode_s=seconds))
+      print(f'{name:10s} b={args.per_token_batch:<3d} {impl:19s} {n:5d} tokens: {per_token_ms[impl, n]:8.3f} '
             'ms/token', flush=True)
+  short, long = lengths[0], lengths[-1]
+  rounds = [(b / (long - 1)) / (a / (short - 1)) for a, b in zip(phases[short].decode_s[1:], phases[long].decode_s[1:])]
+  result['per_token_growth'][name] = dict(
+      short=short, long=long, rl_reason=per_token_ms['rl_reason', long] / per_token_ms['rl_reason', short],
+      rl_reason_rounds=rounds, rl_reason_round_median=statistics.median(rounds),
+      transformers=(per_token_ms['transformers', long] / per_token_ms['transformers', short]
+                    if per_token_ms['transformers', short] > 0 else float('nan')))
 
 
 def main(argv=None) -> dict[str, Any]:
@@ -448,7 +462,7 @@ def main(argv=None) -> dict[str, Any]:
                     jax_version=jax.__version__),
       matmul=dict(n=args.matmul_n, dtype=DTYPE, flops_per_s=peak),
       memory=dict(megabytes=args.memory_mb, read_bytes_per_s=memory_rate),
-      throughput=[], per_token_decode=[], ratios={}, weight_matmuls=[])
+      throughput=[], per_token_decode=[], per_token_growth={}, ratios={}, weight_matmuls=[])
   for name in args.models:
     cfg = text_configs()[name]
     model = models.create(cfg, seed=0)
@@ -494,6 +508,10 @@ def format_table(result: dict[str, Any]) -> str:
   for row in result['per_token_decode']:
     lines.append(f'{row["model"]:10s} {row["batch"]:5d} {row["impl"]:19s} {row["new_tokens"]:6d} '
                  f'{row["per_token_ms"]:9.3f}')
+  for model, growth in result['per_token_growth'].items():
+    lines.append(f'  {model:10s} per-token growth {growth["short"]} -> {growth["long"]} tokens: rl_reason '
+                 f'{growth["rl_reason"]:.2f}x (median of rounds {growth["rl_reason_round_median"]:.2f}x), '
+                 f'transformers {growth["transformers"]:.2f}x')
   lines += ['', 'ratios (tokens/s):']
   for key, ratio in result['ratios'].items():
     lines.append(f'  {key:18s} rl_reason / transformers {ratio["rl_reason_vs_transformers"]:7.2f}x '

@@ -24,8 +24,8 @@ def test_sampler_benchmark_quick(tmp_path):
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
   result = json.loads(out.read_text())
-  assert set(result) == {'settings', 'matmul', 'memory', 'throughput', 'per_token_decode', 'ratios',
-                         'weight_matmuls'}
+  assert set(result) == {'settings', 'matmul', 'memory', 'throughput', 'per_token_decode', 'per_token_growth',
+                         'ratios', 'weight_matmuls'}
   assert {(r['model'], r['batch']) for r in result['weight_matmuls']} == {
       (r['model'], r['batch']) for r in result['throughput']}
   memory_rate = result['memory']['read_bytes_per_s']
@@ -57,6 +57,17 @@ def test_sampler_benchmark_quick(tmp_path):
       assert _positive(row['per_token_ms']), row
     else:
       assert row['per_token_ms'] >= 0, row
+  # growth from the shortest to the longest length: the ratio of their per-token medians, and one
+  # ratio per round of alternating calls
+  ours_ms = {(r['model'], r['new_tokens']): r['per_token_ms'] for r in result['per_token_decode']
+             if r['impl'] == 'rl_reason'}
+  assert set(result['per_token_growth']) == {r['model'] for r in result['throughput']}
+  for model, growth in result['per_token_growth'].items():
+    assert (growth['short'], growth['long']) == (lengths[0], lengths[-1])
+    assert math.isclose(growth['rl_reason'], ours_ms[model, lengths[-1]] / ours_ms[model, lengths[0]])
+    rounds = growth['rl_reason_rounds']
+    assert len(rounds) == result['settings']['repeats'] and all(map(_positive, rounds))
+    assert min(rounds) <= growth['rl_reason_round_median'] <= max(rounds)
   for ratio in result['ratios'].values():
     assert _positive(ratio['rl_reason_vs_transformers']) and _positive(ratio['rl_reason_vs_no_cache'])
     # one ratio per alternating (rl_reason, transformers) pair of calls, and their median
