@@ -181,8 +181,8 @@ def text_rotary(positions: jax.Array, inv_freq: jax.Array,
       bounds.append(bounds[-1] + s)
     angles = jnp.concatenate([freqs[i % 3, ..., lo:hi]
                               for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))], axis=-1)
-  angles = jnp.concatenate([angles, angles], axis=-1)  # [B, T, H]
-  return jnp.cos(angles), jnp.sin(angles)
+  cos, sin = jnp.cos(angles), jnp.sin(angles)  # [B, T, H/2]: each angle's cos and sin once
+  return jnp.concatenate([cos, cos], axis=-1), jnp.concatenate([sin, sin], axis=-1)  # [B, T, H]
 
 
 def attention_weights_mask_value(dtype) -> float:
