@@ -256,8 +256,7 @@ class Decoder(nnx.Module):
         The last layer then runs its queries, attention output and MLP for those tokens alone (its
         keys and values for all T): a prefill that samples from the last token skips most of a layer.
       rotary: None, or `self.rotary(positions, embeds.dtype)` computed by the caller (positions
-        are then unused). A decode loop carries it from step to step: computed inside the step,
-        XLA fuses cos and sin into each layer's q and k and evaluates them there again and again.
+        are then unused); the sampler's decode loop carries it from step to step.
 
     Returns:
       hidden [B, T', D] after the final norm, and the updated cache (or None).

@@ -244,13 +244,12 @@ class Sampler:
 
   # ------------------------------------------------------------------ traced bodies
   @staticmethod
-  def _rotary(model: Model, state: DecodeState) -> tuple[jax.Array, jax.Array]:
-    """Rotary cos, sin [B, 1, H] of the token fed next (step - 1).
+  def _rotary(model: Model, position: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Rotary cos, sin [B, 1, H] of the token fed next, at position [B].
 
     Carried in the loop state: computed inside a step, XLA fuses cos and sin into every layer's
     q and k rotation and evaluates them there, once per element (~10% of a tiny-model step).
     """
-    position = state.next_position + state.step - 1  # [B]
     return model.decoder.rotary(jnp.broadcast_to(position[None, :, None], (3, position.shape[0], 1)),
                                 model.compute_dtype)
 
@@ -315,9 +314,9 @@ class Sampler:
               if cfg.stop_sequences else None),
         uniforms=(step_uniforms(rng, capacity, jnp.arange(batch, dtype=jnp.int32))
                   if cfg.temperature > 0 else None),
-        rotary=None, cache=cache)
-    state = self._emit(self._constrain_state(state), logits, cfg)
-    return self._constrain_state(dataclasses.replace(state, rotary=self._rotary(model, state)))
+        rotary=self._rotary(model, next_position.astype(jnp.int32)),  # token 0, fed first
+        cache=cache)
+    return self._constrain_state(self._emit(self._constrain_state(state), logits, cfg))
 
   def _decode_impl(self, params: nnx.State, state: DecodeState, cfg: SamplingConfig, capacity: int) -> DecodeState:
     """Runs steps while step < limit, step <= capacity (token step-1 fits the cache) and a row is live."""
@@ -333,7 +332,7 @@ class Sampler:
       write_index = jnp.int32(prompt_len) + s.step - 1  # every row's slot: prompts are left padded to one length
       logits, cache = model(s.token[:, None], None, ones, cache=s.cache, write_index=write_index, rotary=s.rotary)
       s = self._emit(dataclasses.replace(s, cache=self._constrain_cache(cache)), logits[:, 0], cfg)
-      return self._constrain_state(dataclasses.replace(s, rotary=self._rotary(model, s)))
+      return self._constrain_state(dataclasses.replace(s, rotary=self._rotary(model, s.next_position + s.step - 1)))
 
     return jax.lax.while_loop(cond, body, self._constrain_state(state))
 
