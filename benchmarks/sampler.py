@@ -45,6 +45,7 @@ from flax import nnx
 
 from rl_reason import models, sampling
 from rl_reason.models import config as model_config
+from rl_reason.parallel import sharding as shd
 
 DTYPE = 'float32'
 
@@ -78,10 +79,10 @@ def prompts(batch: int, length: int, vocab: int, seed: int = 0) -> tuple[np.ndar
 # ---------------------------------------------------------------------------------------------- rl_reason
 
 
-def rl_reason_fn(model, ids, mask, new_tokens: int, temperature: float) -> Callable[[], Any]:
+def rl_reason_fn(model, ids, mask, new_tokens: int, temperature: float, mesh=None) -> Callable[[], Any]:
   """The public path, end to end: sampling.generate (host padding included)."""
   def run():
-    out = sampling.generate(model, ids, mask, max_new_tokens=new_tokens, temperature=temperature, rng=0)
+    out = sampling.generate(model, ids, mask, max_new_tokens=new_tokens, temperature=temperature, rng=0, mesh=mesh)
     return jax.block_until_ready(out.tokens)
   return run
 
@@ -89,8 +90,9 @@ def rl_reason_fn(model, ids, mask, new_tokens: int, temperature: float) -> Calla
 class PhaseTimer:
   """Each call runs one prefill (+ first token) and one decode loop, records both, returns the decode's seconds."""
 
-  def __init__(self, model, ids, mask, new_tokens: int, temperature: float):
-    self.request = sampling.prepare_generation(model, ids, mask, max_new_tokens=new_tokens, temperature=temperature)
+  def __init__(self, model, ids, mask, new_tokens: int, temperature: float, mesh=None):
+    self.request = sampling.prepare_generation(model, ids, mask, max_new_tokens=new_tokens, temperature=temperature,
+                                               mesh=mesh)
     self.prefill_s: list[float] = []
     self.decode_s: list[float] = []
 
@@ -348,6 +350,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--torch_threads', type=int, default=os.cpu_count(),
                       help='torch intra-op threads for transformers (default: os.cpu_count())')
   parser.add_argument('--temperature', type=float, default=1.0, help='sampling temperature (no truncation)')
+  parser.add_argument('--cpu_devices', type=int, default=1,
+                      help='also time rl_reason with its rows split over this many CPU devices (jax_num_cpu_devices; '
+                           'one per core is the layout that keeps every core busy in a small model\'s decode)')
   parser.add_argument('--no_cache_max_batch', type=int, default=1 << 30,
                       help='run the no-KV-cache baseline only up to this batch (it is slow: minutes per run)')
   args = parser.parse_args(argv)
@@ -366,21 +371,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.error(f'--models {unknown} unknown; choose from {sorted(text_configs())}')
   if args.repeats < 1:
     parser.error('--repeats must be >= 1')
+  if args.cpu_devices < 1 or any(batch % args.cpu_devices for batch in (*args.batches, args.per_token_batch)):
+    parser.error(f'--cpu_devices must be >= 1 and divide every batch ({args.batches}, per-token '
+                 f'{args.per_token_batch}), got {args.cpu_devices}')
   return args
 
 
 def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConfig, model, prompt_sets,
-                  hf: TransformersWorker, args: argparse.Namespace, peak: float, memory_rate: float) -> None:
-  """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating."""
+                  hf: TransformersWorker, args: argparse.Namespace, peak: float, memory_rate: float,
+                  ours: dict[str, tuple[Any, Any]]) -> None:
+  """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating.
+
+  ours: impl name -> (model, mesh or None): 'rl_reason' on one device, and with --cpu_devices N > 1
+  also 'rl_reason_N_devices' (rows split over N CPU devices, the model's params replicated on them).
+  """
   params = models.param_count(model)
   for batch in args.batches:
     key = f'b{batch}'
     ids, mask = prompt_sets[key]
-    phases = PhaseTimer(model, ids, mask, args.new_tokens, args.temperature)
-    times = alternate({'rl_reason': seconds_of(rl_reason_fn(model, ids, mask, args.new_tokens, args.temperature)),
-                       'transformers': lambda key=key: hf.run(key, args.new_tokens),
-                       'transformers_first_token': lambda key=key: hf.run(key, 1),
-                       'rl_reason_phases': phases}, args.repeats)
+    phases = {impl: PhaseTimer(m, ids, mask, args.new_tokens, args.temperature, mesh) for impl, (m, mesh) in ours.items()}
+    calls = {}
+    for impl, (impl_model, mesh) in ours.items():
+      calls[impl] = seconds_of(rl_reason_fn(impl_model, ids, mask, args.new_tokens, args.temperature, mesh))
+      calls[impl + '_phases'] = phases[impl]
+    calls.update({'transformers': lambda key=key: hf.run(key, args.new_tokens),
+                  'transformers_first_token': lambda key=key: hf.run(key, 1)})
+    times = alternate(calls, args.repeats)
     if batch <= args.no_cache_max_batch:  # slow: timed on its own, after the pairs
       no_cache = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk)
       times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
@@ -388,20 +404,20 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
     weight_rate = weight_matmul_flops_per_s(model, batch, args.repeats)
     # A bound on the decode loop: its weight FLOPs at the weight-matmul rate plus its KV-cache reads at
     # the memory read rate, with nothing else (norms, softmax, sampling, loop) in the step.
-    cache_bytes = cache_read_bytes(cfg.text, phases.request, jnp.dtype(DTYPE).itemsize)
+    cache_bytes = cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(DTYPE).itemsize)
     bound_s = 2.0 * params * batch * (args.new_tokens - 1) / weight_rate + cache_bytes / memory_rate
     result['weight_matmuls'].append(dict(model=name, batch=batch, flops_per_s=weight_rate,
                                          fraction_of_dense=weight_rate / peak, cache_read_bytes=cache_bytes,
                                          bound_decode_s=bound_s, decode_flop_fraction_bound=flops / bound_s / peak))
     rows = {}
-    for impl in ('rl_reason', 'rl_reason_no_cache', 'transformers'):
+    for impl in (*ours, 'rl_reason_no_cache', 'transformers'):
       if impl not in times:
         continue
       t = summarize(times[impl])
       row = dict(model=name, params=params, batch=batch, new_tokens=args.new_tokens, impl=impl, **t,
                  tokens_per_s=batch * args.new_tokens / t['run_s'])
-      if impl == 'rl_reason':
-        row.update(phases.medians())
+      if impl in ours:
+        row.update(phases[impl].medians())
       elif impl == 'transformers':  # no separate phases: decode = run - (prefill + first token)
         row['prefill_s'] = summarize(times['transformers_first_token'])['run_s']
         row['decode_s'] = max(t['run_s'] - row['prefill_s'], 1e-9)
@@ -413,43 +429,55 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       result['throughput'].append(row)
       print(f'{name:10s} b={batch:<3d} {impl:19s} {row["tokens_per_s"]:10.1f} tok/s  run {t["run_s"]:.3f}s  '
             f'compile {t["compile_s"]:.2f}s', flush=True)
-    # Tokens per second ratio of one rl_reason call and the transformers call right after it.
-    pairs = [hf_s / ours for ours, hf_s in zip(times['rl_reason'][1:], times['transformers'][1:])]
-    result['ratios'][f'{name}/{key}'] = dict(
-        rl_reason_vs_transformers=rows['rl_reason']['tokens_per_s'] / rows['transformers']['tokens_per_s'],
-        rl_reason_vs_transformers_pairs=pairs, rl_reason_vs_transformers_pair_median=statistics.median(pairs),
+    ratios = result['ratios'][f'{name}/{key}'] = dict(
         rl_reason_vs_no_cache=(rows['rl_reason']['tokens_per_s'] / rows['rl_reason_no_cache']['tokens_per_s']
                                if 'rl_reason_no_cache' in rows else float('nan')))
+    for impl in ours:  # also per pair: one rl_reason call and the transformers call right after it
+      pairs = [hf_s / ours_s for ours_s, hf_s in zip(times[impl][1:], times['transformers'][1:])]
+      ratios.update({f'{impl}_vs_transformers': rows[impl]['tokens_per_s'] / rows['transformers']['tokens_per_s'],
+                     f'{impl}_vs_transformers_pairs': pairs,
+                     f'{impl}_vs_transformers_pair_median': statistics.median(pairs)})
   # The lengths' calls alternate too, so a drift in the machine's speed hits each length alike.
   ids, mask = prompt_sets['per_token']
   lengths = args.per_token_lengths
-  phases = {n: PhaseTimer(model, ids, mask, n, args.temperature) for n in lengths}
+  phases = {(impl, n): PhaseTimer(m, ids, mask, n, args.temperature, mesh)
+            for impl, (m, mesh) in ours.items() for n in lengths}
   calls = {'transformers_first_token': lambda: hf.run('per_token', 1)}
   for n in lengths:
-    calls[f'rl_reason/{n}'] = phases[n]
+    calls.update({f'{impl}/{n}': phases[impl, n] for impl in ours})
     calls[f'transformers/{n}'] = lambda n=n: hf.run('per_token', n)
   times = alternate(calls, args.repeats)
   hf_first_token = summarize(times['transformers_first_token'])['run_s']
   per_token_ms = {}
   for n in lengths:
     hf_decode = max(summarize(times[f'transformers/{n}'])['run_s'] - hf_first_token, 0.0)
-    for impl, seconds in (('rl_reason', phases[n].medians()['decode_s']), ('transformers', hf_decode)):
+    for impl, seconds in (*((impl, phases[impl, n].medians()['decode_s']) for impl in ours),
+                          ('transformers', hf_decode)):
       per_token_ms[impl, n] = seconds / (n - 1) * 1e3
       result['per_token_decode'].append(dict(model=name, batch=args.per_token_batch, impl=impl, new_tokens=n,
                                              per_token_ms=per_token_ms[impl, n], decode_s=seconds))
       print(f'{name:10s} b={args.per_token_batch:<3d} {impl:19s} {n:5d} tokens: {per_token_ms[impl, n]:8.3f} '
             'ms/token', flush=True)
   short, long = lengths[0], lengths[-1]
-  rounds = [(b / (long - 1)) / (a / (short - 1)) for a, b in zip(phases[short].decode_s[1:], phases[long].decode_s[1:])]
-  result['per_token_growth'][name] = dict(
-      short=short, long=long, rl_reason=per_token_ms['rl_reason', long] / per_token_ms['rl_reason', short],
-      rl_reason_rounds=rounds, rl_reason_round_median=statistics.median(rounds),
-      transformers=(per_token_ms['transformers', long] / per_token_ms['transformers', short]
-                    if per_token_ms['transformers', short] > 0 else float('nan')))
+  growth = result['per_token_growth'][name] = dict(
+      short=short, long=long, transformers=(per_token_ms['transformers', long] / per_token_ms['transformers', short]
+                                            if per_token_ms['transformers', short] > 0 else float('nan')))
+  for impl in ours:
+    rounds = [(b / (long - 1)) / (a / (short - 1))
+              for a, b in zip(phases[impl, short].decode_s[1:], phases[impl, long].decode_s[1:])]
+    growth.update({impl: per_token_ms[impl, long] / per_token_ms[impl, short], f'{impl}_rounds': rounds,
+                   f'{impl}_round_median': statistics.median(rounds)})
 
 
 def main(argv=None) -> dict[str, Any]:
   args = parse_args(argv)
+  mesh = None
+  if args.cpu_devices > 1:
+    jax.config.update('jax_num_cpu_devices', args.cpu_devices)  # before the backend starts
+    if jax.default_backend() != 'cpu' or len(jax.devices()) != args.cpu_devices:
+      raise SystemExit(f'--cpu_devices {args.cpu_devices}: got {len(jax.devices())} {jax.default_backend()} devices '
+                       '(CPU only; XLA_FLAGS may already set a device count)')
+    mesh = shd.make_mesh(shd.MeshConfig(data=args.cpu_devices))
   peak = matmul_flops_per_s(args.matmul_n, args.repeats)
   memory_rate = memory_read_bytes_per_s(args.repeats, megabytes=args.memory_mb)
   result: dict[str, Any] = dict(
@@ -457,6 +485,7 @@ def main(argv=None) -> dict[str, Any]:
                     batches=list(args.batches), per_token_lengths=list(args.per_token_lengths),
                     per_token_batch=args.per_token_batch, temperature=args.temperature, dtype=DTYPE,
                     no_cache_chunk=args.no_cache_chunk, cpu_count=os.cpu_count(), torch_threads=args.torch_threads,
+                    cpu_devices=args.cpu_devices,
                     transformers_process='separate, calls alternating', jax_backend=jax.default_backend(),
                     jax_devices=[str(d) for d in jax.devices()], platform=platform.platform(),
                     jax_version=jax.__version__),
@@ -466,6 +495,11 @@ def main(argv=None) -> dict[str, Any]:
   for name in args.models:
     cfg = text_configs()[name]
     model = models.create(cfg, seed=0)
+    ours = {'rl_reason': (model, None)}
+    if mesh is not None:  # a copy of the model with its params replicated on the mesh once, as a run keeps them
+      placed = nnx.clone(model)
+      nnx.update(placed, jax.device_put(nnx.state(placed), shd.state_shardings(nnx.state(placed), mesh)))
+      ours[f'rl_reason_{args.cpu_devices}_devices'] = (placed, mesh)
     prompt_sets = {f'b{batch}': prompts(batch, args.prompt_len, cfg.text.vocab_size) for batch in args.batches}
     prompt_sets['per_token'] = prompts(args.per_token_batch, args.prompt_len, cfg.text.vocab_size, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -476,7 +510,7 @@ def main(argv=None) -> dict[str, Any]:
       try:
         result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
                                   transformers_version=hf.info['transformers_version'])
-        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, memory_rate)
+        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, memory_rate, ours)
       finally:
         hf.close()
   print(format_table(result))
@@ -508,15 +542,19 @@ def format_table(result: dict[str, Any]) -> str:
   for row in result['per_token_decode']:
     lines.append(f'{row["model"]:10s} {row["batch"]:5d} {row["impl"]:19s} {row["new_tokens"]:6d} '
                  f'{row["per_token_ms"]:9.3f}')
+  ours = ['rl_reason'] + ([f'rl_reason_{result["settings"]["cpu_devices"]}_devices']
+                          if result['settings']['cpu_devices'] > 1 else [])
   for model, growth in result['per_token_growth'].items():
-    lines.append(f'  {model:10s} per-token growth {growth["short"]} -> {growth["long"]} tokens: rl_reason '
-                 f'{growth["rl_reason"]:.2f}x (median of rounds {growth["rl_reason_round_median"]:.2f}x), '
-                 f'transformers {growth["transformers"]:.2f}x')
+    for impl in ours:
+      lines.append(f'  {model:10s} per-token growth {growth["short"]} -> {growth["long"]} tokens: {impl} '
+                   f'{growth[impl]:.2f}x (median of rounds {growth[impl + "_round_median"]:.2f}x), '
+                   f'transformers {growth["transformers"]:.2f}x')
   lines += ['', 'ratios (tokens/s):']
   for key, ratio in result['ratios'].items():
-    lines.append(f'  {key:18s} rl_reason / transformers {ratio["rl_reason_vs_transformers"]:7.2f}x '
-                 f'(median of pairs {ratio["rl_reason_vs_transformers_pair_median"]:.2f}x)   '
-                 f'rl_reason / no cache {ratio["rl_reason_vs_no_cache"]:7.2f}x')
+    for impl in ours:
+      lines.append(f'  {key:18s} {impl} / transformers {ratio[impl + "_vs_transformers"]:7.2f}x '
+                   f'(median of pairs {ratio[impl + "_vs_transformers_pair_median"]:.2f}x)')
+    lines.append(f'  {key:18s} rl_reason / no cache {ratio["rl_reason_vs_no_cache"]:7.2f}x')
   return '\n'.join(lines)
 
 

@@ -19,8 +19,10 @@ def _positive(value) -> bool:
 def test_sampler_benchmark_quick(tmp_path):
   out = tmp_path / 'sampler.json'
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}  # one CPU device, as a user runs it
+  # --cpu_devices 2: rl_reason is timed on one device and with its rows split over two CPU devices
   done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'sampler.py'), '--quick', '--out', str(out),
-                         '--torch_threads', '1'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                         '--torch_threads', '1', '--cpu_devices', '2'], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=900)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
   result = json.loads(out.read_text())
@@ -38,9 +40,11 @@ def test_sampler_benchmark_quick(tmp_path):
     assert math.isclose(row['decode_flop_fraction_bound'],
                         ours['decode_flops'] / row['bound_decode_s'] / result['matmul']['flops_per_s'])
   assert result['settings']['quick'] is True and result['settings']['torch_threads'] == 1
+  assert result['settings']['cpu_devices'] == 2 and len(result['settings']['jax_devices']) == 2
+  ours = ('rl_reason', 'rl_reason_2_devices')
   assert _positive(result['matmul']['flops_per_s'])
   impls = {row['impl'] for row in result['throughput']}
-  assert impls == {'rl_reason', 'rl_reason_no_cache', 'transformers'}
+  assert impls == {*ours, 'rl_reason_no_cache', 'transformers'}
   for row in result['throughput']:
     for key in ('params', 'batch', 'new_tokens', 'run_s', 'tokens_per_s'):
       assert _positive(row[key]), (row['impl'], key, row[key])
@@ -51,29 +55,32 @@ def test_sampler_benchmark_quick(tmp_path):
         assert _positive(row[key]), (row['impl'], key, row[key])
   lengths = result['settings']['per_token_lengths']
   assert {(r['impl'], r['new_tokens']) for r in result['per_token_decode']} == {
-      (impl, n) for impl in ('rl_reason', 'transformers') for n in lengths}
+      (impl, n) for impl in (*ours, 'transformers') for n in lengths}
   for row in result['per_token_decode']:
-    if row['impl'] == 'rl_reason':  # timed directly; transformers' is a difference of two timings
+    if row['impl'] in ours:  # timed directly; transformers' is a difference of two timings
       assert _positive(row['per_token_ms']), row
     else:
       assert row['per_token_ms'] >= 0, row
   # growth from the shortest to the longest length: the ratio of their per-token medians, and one
   # ratio per round of alternating calls
-  ours_ms = {(r['model'], r['new_tokens']): r['per_token_ms'] for r in result['per_token_decode']
-             if r['impl'] == 'rl_reason'}
+  ours_ms = {(r['impl'], r['model'], r['new_tokens']): r['per_token_ms'] for r in result['per_token_decode']
+             if r['impl'] in ours}
   assert set(result['per_token_growth']) == {r['model'] for r in result['throughput']}
   for model, growth in result['per_token_growth'].items():
     assert (growth['short'], growth['long']) == (lengths[0], lengths[-1])
-    assert math.isclose(growth['rl_reason'], ours_ms[model, lengths[-1]] / ours_ms[model, lengths[0]])
-    rounds = growth['rl_reason_rounds']
-    assert len(rounds) == result['settings']['repeats'] and all(map(_positive, rounds))
-    assert min(rounds) <= growth['rl_reason_round_median'] <= max(rounds)
+    for impl in ours:
+      assert math.isclose(growth[impl], ours_ms[impl, model, lengths[-1]] / ours_ms[impl, model, lengths[0]])
+      rounds = growth[f'{impl}_rounds']
+      assert len(rounds) == result['settings']['repeats'] and all(map(_positive, rounds))
+      assert min(rounds) <= growth[f'{impl}_round_median'] <= max(rounds)
   for ratio in result['ratios'].values():
-    assert _positive(ratio['rl_reason_vs_transformers']) and _positive(ratio['rl_reason_vs_no_cache'])
-    # one ratio per alternating (rl_reason, transformers) pair of calls, and their median
-    pairs = ratio['rl_reason_vs_transformers_pairs']
-    assert len(pairs) == result['settings']['repeats'] and all(map(_positive, pairs))
-    assert min(pairs) <= ratio['rl_reason_vs_transformers_pair_median'] <= max(pairs)
+    assert _positive(ratio['rl_reason_vs_no_cache'])
+    for impl in ours:
+      assert _positive(ratio[f'{impl}_vs_transformers'])
+      # one ratio per alternating (rl_reason, transformers) pair of calls, and their median
+      pairs = ratio[f'{impl}_vs_transformers_pairs']
+      assert len(pairs) == result['settings']['repeats'] and all(map(_positive, pairs))
+      assert min(pairs) <= ratio[f'{impl}_vs_transformers_pair_median'] <= max(pairs)
 
 
 def test_cache_read_bytes_counts_each_stages_slots_for_its_steps():

@@ -9,6 +9,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from rl_reason import models, sampling
 from rl_reason.models import config as model_config
 from rl_reason.parallel import sharding as shd
+from rl_reason.sampling import sampler as sampler_lib
 
 
 @pytest.fixture(scope='module')
@@ -67,3 +68,20 @@ def test_decode_state_is_laid_out_on_the_mesh(model, mesh):
   # Each device holds a quarter of the rows and half of the KV heads.
   shard = final.cache['k'][0].addressable_shards[0].data
   assert len(final.cache['k']) == 2 and shard.shape == (8 // 4, 1, 12, 9 + 8)
+
+
+def test_the_loop_exits_within_a_few_steps_of_the_last_row_on_a_mesh(model, mesh):
+  """On several devices the all-rows-finished reduction runs every STEPS_PER_EXIT_CHECK steps: the
+  tokens are those of one device, and the loop stops at most that many steps late, not at the limit."""
+  ids, mask = _prompts()
+  free = np.asarray(sampling.generate(model, ids, mask, max_new_tokens=40).tokens)
+  eos = tuple(int(t) for t in set(free[:, 2]))  # every row ends by its third token
+  kw = dict(max_new_tokens=40, eos_token_ids=eos)
+  single = sampling.generate(model, ids, mask, **kw)
+  sharded = sampling.generate(model, ids, mask, mesh=mesh, **kw)
+  np.testing.assert_array_equal(np.asarray(sharded.tokens), np.asarray(single.tokens))
+  np.testing.assert_array_equal(np.asarray(sharded.lengths), np.asarray(single.lengths))
+  longest = int(np.asarray(single.lengths).max())
+  assert np.asarray(single.finished).all() and longest <= 3 and int(single.steps) == longest
+  assert sampling.get_sampler(model, mesh=mesh).steps_per_exit_check == sampler_lib.STEPS_PER_EXIT_CHECK > 1
+  assert longest <= int(sharded.steps) < longest + sampler_lib.STEPS_PER_EXIT_CHECK
