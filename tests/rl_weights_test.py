@@ -57,7 +57,7 @@ def test_tw_grpo_gradient_flag():
   def grad(stop_gradient, dtype):
     fn = lambda x: jnp.sum(weights.tw_grpo_token_weights(x, jnp.asarray(mask, dtype), G, alpha=1.7, chunk_size=5,
                                                          stop_gradient=stop_gradient) * cotangent)
-    return np.asarray(jax.grad(fn)(jnp.asarray(logits, dtype)), np.float64)
+    return np.asarray(jax.jit(jax.grad(fn))(jnp.asarray(logits, dtype)), np.float64)  # one program, not op by op
 
   np.testing.assert_array_equal(grad(True, jnp.float32), 0.0)
   with jax.enable_x64(True):

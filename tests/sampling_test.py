@@ -290,7 +290,7 @@ def test_step_uniforms_are_the_draws_of_each_step():
 @pytest.mark.parametrize('width', [1, 5, 128, 300])
 def test_prefix_sums_equal_numpy_cumsum(width):
   x = np.random.RandomState(width).rand(3, width).astype(np.float32)
-  np.testing.assert_allclose(logits_lib.prefix_sums(jnp.asarray(x)), np.cumsum(x.astype(np.float64), axis=-1),
+  np.testing.assert_allclose(jax.jit(logits_lib.prefix_sums)(jnp.asarray(x)), np.cumsum(x.astype(np.float64), axis=-1),
                              rtol=1e-6)
 
 
@@ -341,14 +341,14 @@ def _reference_kept(logits, temperature, top_k, top_p, min_p):
 
 
 def _transformers_kept(logits, temperature, top_k, top_p, min_p):
-  """The set transformers' own warper chain keeps (float64)."""
+  """[B, V] the sets transformers' own warper chain keeps (float64) for logits [B, V]."""
   from transformers.generation import logits_process as lp  # pylint: disable=g-import-not-at-top
-  scores = torch.tensor(np.asarray(logits, np.float64))[None]
+  scores = torch.tensor(np.asarray(logits, np.float64))
   warpers = [lp.TemperatureLogitsWarper(temperature)] + ([lp.TopKLogitsWarper(top_k)] if top_k else []) + (
       [lp.TopPLogitsWarper(top_p)] if top_p < 1 else []) + ([lp.MinPLogitsWarper(min_p)] if min_p > 0 else [])
   for warper in warpers:
     scores = warper(None, scores)
-  return torch.isfinite(scores)[0].numpy()
+  return torch.isfinite(scores).numpy()
 
 
 def test_truncation_sets_equal_numpy_reference():
@@ -363,12 +363,13 @@ def test_truncation_sets_equal_numpy_reference():
           probs = np.asarray(sampling.sampling_probs(jnp.asarray(logits, jnp.float32), knobs))
           truncated = np.asarray(sampling.truncate_logits(jnp.asarray(logits / temperature, jnp.float32),
                                                           top_k, top_p, min_p))
+          hf_kept = _transformers_kept(logits, temperature, top_k, top_p, min_p)
           for row in range(len(logits)):
             kept, margin = _reference_kept(logits[row], temperature, top_k, top_p, min_p)
             if margin < 1e-4:
               continue  # float32 vs float64 may legitimately differ this close to the boundary
             checked += 1
-            np.testing.assert_array_equal(_transformers_kept(logits[row], temperature, top_k, top_p, min_p), kept)
+            np.testing.assert_array_equal(hf_kept[row], kept)
             np.testing.assert_array_equal(probs[row] > 0, kept, err_msg=str(knobs))
             np.testing.assert_array_equal(np.isfinite(truncated[row]), kept, err_msg=str(knobs))
             np.testing.assert_allclose(probs[row].sum(), 1.0, rtol=1e-5)
@@ -434,7 +435,7 @@ def test_inverse_cdf_matches_a_float64_search(width):
   weights[:, 130:390] = 0.0
   weights[:, -1] = 0.5  # a nonzero last token in the last partial block
   uniforms = rng.rand(6, 50)
-  got = jax.vmap(sampling.inverse_cdf, in_axes=(None, 1), out_axes=1)(
+  got = jax.jit(jax.vmap(sampling.inverse_cdf, in_axes=(None, 1), out_axes=1))(  # one program, not op by op
       jnp.asarray(weights, jnp.float32), jnp.asarray(uniforms, jnp.float32))
   cdf = np.cumsum(weights.astype(np.float32).astype(np.float64), axis=-1)
   expected = np.stack([np.searchsorted(cdf[b], uniforms[b] * cdf[b, -1], side='right') for b in range(6)])
@@ -449,7 +450,7 @@ def test_inverse_cdf_frequencies_over_several_blocks():
   probs /= probs.sum()
   draws = 40000
   uniforms = jax.random.uniform(jax.random.key(3), (draws,))
-  tokens = sampling.inverse_cdf(jnp.broadcast_to(jnp.asarray(probs, jnp.float32), (draws, width)), uniforms)
+  tokens = jax.jit(sampling.inverse_cdf)(jnp.broadcast_to(jnp.asarray(probs, jnp.float32), (draws, width)), uniforms)
   counts = np.bincount(np.asarray(tokens), minlength=width)
   assert _chi_square(counts, probs, draws) > 1e-3
   shifted = np.roll(probs, 1)  # the test can fail: a one-token offset is detected
