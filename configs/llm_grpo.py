@@ -121,6 +121,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.mesh.data = -1  # data-parallel devices (-1: all remaining)
   c.mesh.fsdp = 1  # parameter-sharding devices
   c.mesh.tensor = 1  # tensor-parallel devices
+  c.mesh.num_devices = 0  # > 0: only the first N devices of a single-process run (0: all)
 
   if arg in PUBLISHED:
     c.model.preset = arg  # checked against --config.model.path's config.json

@@ -84,4 +84,6 @@ def test_the_loop_exits_within_a_few_steps_of_the_last_row_on_a_mesh(model, mesh
   longest = int(np.asarray(single.lengths).max())
   assert np.asarray(single.finished).all() and longest <= 3 and int(single.steps) == longest
   assert sampling.get_sampler(model, mesh=mesh).steps_per_exit_check == sampler_lib.STEPS_PER_EXIT_CHECK > 1
+  heads_only = shd.make_mesh(shd.MeshConfig(data=1, tensor=2, num_devices=2))  # rows not split: no reduction
+  assert sampling.get_sampler(model, mesh=heads_only).steps_per_exit_check == 1
   assert longest <= int(sharded.steps) < longest + sampler_lib.STEPS_PER_EXIT_CHECK

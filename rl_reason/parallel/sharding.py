@@ -46,6 +46,7 @@ class MeshConfig:
   fsdp: int = 1
   tensor: int = 1
   rules: tuple[tuple[str, Any], ...] = DEFAULT_RULES
+  num_devices: int = 0  # > 0: only the first this many devices (single process); 0: all of them
 
   def shape(self, num_devices: int) -> tuple[int, int, int]:
     sizes = [self.data, self.fsdp, self.tensor]
@@ -65,7 +66,16 @@ class MeshConfig:
 
 
 def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """The ('data', 'fsdp', 'tensor') mesh over `devices` (default jax.devices(), cut to cfg.num_devices)."""
   devices = list(devices if devices is not None else jax.devices())
+  if cfg.num_devices:
+    if not 0 < cfg.num_devices <= len(devices):
+      raise ValueError(f'mesh.num_devices must be in [1, {len(devices)}] (the devices there are) or 0 for all, '
+                       f'got {cfg.num_devices}')
+    if jax.process_count() > 1:
+      raise ValueError(f'mesh.num_devices={cfg.num_devices} picks devices of a single-process run; with '
+                       f'{jax.process_count()} processes leave it 0 and size the mesh axes instead')
+    devices = devices[:cfg.num_devices]
   shape = cfg.shape(len(devices))
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
 

@@ -9,8 +9,8 @@ to B rows, first token), `decode` (a lax.while_loop over a DecodeState; the stat
 the cache is updated in place) and, with kv_stages > 1, `grow` (pads the cache to the next stage).
 Decoding runs in stages of growing cache capacity C_1 < ... < C_k = N: attention in stage i reads
 only T + C_i slots, so early tokens do not pay for the longest completion. Each loop exits as soon
-as every row has finished (EOS, stop sequence, or max_new_tokens); on a mesh of several devices it
-checks every STEPS_PER_EXIT_CHECK steps (the check is a cross-device reduction).
+as every row has finished (EOS, stop sequence, or max_new_tokens); with the rows split over
+devices it checks every STEPS_PER_EXIT_CHECK steps (the check is a cross-device reduction).
 
 Row b's token at step s is drawn with the uniform of fold_in(fold_in(rng, s), b): samples do not
 depend on the stage layout, on padding rows appended after the real ones, or on how the batch is
@@ -41,7 +41,7 @@ FINISH_REASONS = ('length', 'eos', 'stop')  # finish_reason codes 0, 1, 2
 LENGTH, EOS, STOP = 0, 1, 2
 MIN_STAGE = 64  # smallest stage worth a stage switch (~1-2 ms on CPU: a host sync, the grow copy, a dispatch)
 DEFAULT_KV_STAGES = 4
-STEPS_PER_EXIT_CHECK = 8  # on a multi-device mesh (Sampler.steps_per_exit_check)
+STEPS_PER_EXIT_CHECK = 8  # with the rows split over devices (Sampler.steps_per_exit_check)
 _NO_TOKEN = -2  # fills the stop-sequence tail before M tokens exist (never a token id)
 
 
@@ -120,8 +120,8 @@ class SampleOutput:
   lengths: jax.Array  # [B] int32 generated tokens, the EOS token / stop sequence included
   finish_reason: jax.Array  # [B] int32 index into FINISH_REASONS: 0 length, 1 eos, 2 stop
   entropy: jax.Array | None = None  # [B, N] float32 entropies (return_entropy), 0 after the end
-  # [] int32 decode steps run: max(lengths) after an early exit (on a mesh of several devices up to
-  # STEPS_PER_EXIT_CHECK - 1 more: the exit is checked every few steps there)
+  # [] int32 decode steps run: max(lengths) after an early exit (with the rows split over devices up
+  # to STEPS_PER_EXIT_CHECK - 1 more: the exit is checked every few steps there)
   steps: jax.Array | None = None
 
   @property
@@ -209,10 +209,11 @@ class Sampler:
     self.graphdef = graphdef
     self.mesh = mesh
     self.rules = rules
-    # On a mesh of several devices "has every row finished?" is a reduction across devices, and a
+    # With the rows split over devices "has every row finished?" is a reduction across devices, and a
     # step waiting on it costs more than a tiny model's step (on 2 CPU devices, ~0.1 ms of ~0.3), so
     # the loop asks every few steps; rows that finished in between only write padding.
-    self.steps_per_exit_check = 1 if mesh is None or mesh.size == 1 else STEPS_PER_EXIT_CHECK
+    rows_split = mesh is not None and shd.batch_divisor(mesh, rules) > 1
+    self.steps_per_exit_check = STEPS_PER_EXIT_CHECK if rows_split else 1
     self._traces: collections.Counter[str] = collections.Counter()
     self.prefill_rows = 0  # prompt rows prefilled so far (runtime count, not per trace)
     self.calls = 0  # generations started (prefill calls)
