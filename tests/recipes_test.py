@@ -328,6 +328,7 @@ def test_tiny_recipe_runs_two_rl_steps(name, tmp_path):
   config.train.eval_size = 8
   config.train.sample_every = 0
   config.train.checkpoint_every = 2
+  config.mesh.num_devices = 1  # one of the 8 fake devices: sharding has tests of its own
   cfg = run_config.from_config_dict(config)
   rows = train.run(config, str(tmp_path / name))
   steps = [r for r in rows if 'reward_mean' in r]
