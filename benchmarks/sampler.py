@@ -2,6 +2,7 @@
 
     python benchmarks/sampler.py --out /tmp/sampler.json          # full run: use an idle machine
     python benchmarks/sampler.py --quick --out /tmp/quick.json    # smoke run (seconds)
+    python benchmarks/sampler.py --cpu_devices 2 --out /tmp/s.json  # also rows split over 2 CPU devices
 
 Every implementation runs the same random weights (ours, exported with models.save_pretrained and
 loaded by transformers), the same left-padded prompts and the same settings (temperature sampling,
@@ -17,6 +18,11 @@ decode step, no attention or sampling): at 64 rows on a CPU that is well below t
 that rate and the machine's memory read rate (a jitted sum over 256 MB) comes a bound on the decode
 FLOP fraction: the loop's weight FLOPs at the weight-matmul rate plus its KV-cache reads (each stage
 reads its T + C_i slots of every layer's keys and values) at the memory rate, with nothing else in a step.
+
+With --cpu_devices N > 1 the process starts N CPU devices and rl_reason is timed twice, alternating: on
+one device ('rl_reason') and with its rows split over the N devices ('rl_reason_N_devices', the
+model's params replicated on them once): XLA's CPU backend runs each small per-row op of a decode
+step on one thread, so one device per core keeps every core busy.
 
 transformers runs in a process of its own (this script with --transformers_worker), with torch
 using every core and no JAX runtime beside it, so neither library's thread pool slows the other. The
