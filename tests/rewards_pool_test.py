@@ -196,6 +196,35 @@ def test_deadline_nests_and_restores_an_outer_timer():
     signal.signal(signal.SIGALRM, old)
 
 
+def _swallows_the_first_timeout(seconds: float = 3.0) -> str:
+  """Like a body whose first RewardTimeout lands in a gc callback or a bare `except BaseException`."""
+  swallowed = False
+  end = time.monotonic() + seconds
+  while time.monotonic() < end:
+    try:
+      time.sleep(0.01)
+    except deadline.RewardTimeout:
+      if swallowed:
+        raise
+      swallowed = True
+  return 'ran to the end'
+
+
+def test_a_swallowed_timeout_is_raised_again_until_the_block_exits():
+  start = time.monotonic()
+  assert deadline.call_with_deadline(_swallows_the_first_timeout, 0.1, 'timed out') == 'timed out'
+  assert time.monotonic() - start < 0.1 + 10 * deadline.REDELIVER_S
+  assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # nothing left armed after the block
+  time.sleep(3 * deadline.REDELIVER_S)  # and nothing fires later
+  # An outer deadline swallowed inside an inner one is raised again and still reaches the outer.
+  start = time.monotonic()
+  with pytest.raises(deadline.RewardTimeout) as info:
+    with deadline.deadline(0.1) as outer:
+      deadline.call_with_deadline(_swallows_the_first_timeout, 2.0, 'inner')
+  assert info.value.token is outer and time.monotonic() - start < 0.1 + 10 * deadline.REDELIVER_S
+  assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+
+
 def test_deadline_interrupts_a_catastrophic_regex():
   import re  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()

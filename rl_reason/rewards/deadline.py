@@ -10,6 +10,10 @@ delivered to the outer. Limits, by construction of signals:
   False) in any other thread;
 - C code that never returns to the interpreter (a long C loop that does not check signals) is
   not interrupted; the pool's hard kill covers that case (see `rewards.pool`).
+
+An expired deadline keeps firing, every REDELIVER_S, until its block exits: a signal handler's
+exception can be swallowed where Python cannot propagate it (a `__del__`, a gc callback, a bare
+`except BaseException: pass` in a library), and the body must still stop.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, TypeVar
 
 T = TypeVar('T')
 _SLACK_S = 1e-3  # a timer may fire this much before the deadline it was armed for
+REDELIVER_S = 0.05  # an expired deadline raises again this often until its block exits
 
 
 class RewardTimeout(BaseException):  # noqa: N818  (a control-flow signal, like KeyboardInterrupt)
@@ -69,11 +74,15 @@ class deadline:  # pylint: disable=invalid-name  (used as a context manager, lik
   def _handler(self, signum: int, frame: Any) -> None:
     now = time.monotonic()
     if now >= self.end - _SLACK_S:
+      signal.setitimer(signal.ITIMER_REAL, REDELIVER_S)  # again, should this one be swallowed
       raise RewardTimeout(self.seconds, self.token)
     outer_end = self.outer_end
     signal.setitimer(signal.ITIMER_REAL, max(self.end - now, 1e-6))  # wait again for our own deadline
     if outer_end is not None and now >= outer_end - _SLACK_S:
-      self.outer_end = None  # delivered: not re-armed on exit
+      # An outer deadline stays due (its handler re-arms the timer, and exit re-arms it), so a
+      # swallowed outer timeout is raised again; a foreign SIGALRM handler is called once.
+      if not isinstance(getattr(self.old_handler, '__self__', None), deadline):
+        self.outer_end = None
       if callable(self.old_handler):
         self.old_handler(signum, frame)  # an outer deadline raises its own RewardTimeout here
 
@@ -88,10 +97,11 @@ class deadline:  # pylint: disable=invalid-name  (used as a context manager, lik
 
 def call_with_deadline(fn: Callable[[], T], seconds: float | None, on_timeout: T) -> T:
   """fn(), or `on_timeout` if this deadline expires first; an outer deadline still propagates."""
-  with deadline(seconds) as token:
-    try:
+  limit = deadline(seconds)
+  try:
+    with limit:  # caught outside the block: its exit stops the re-delivery first
       return fn()
-    except RewardTimeout as e:
-      if token is None or e.token is not token:
-        raise
-      return on_timeout
+  except RewardTimeout as e:
+    if limit.token is None or e.token is not limit.token:
+      raise
+    return on_timeout
