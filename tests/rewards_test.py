@@ -163,7 +163,8 @@ def test_megabyte_completions(name):
            '<think>' * 100_000 + '</answer>' * 100_000]
   # A 5 s budget for the four (each takes milliseconds): a quadratic or exponential blow-up is cut
   # off and named, instead of hanging the suite.
-  with deadline.deadline(5.0):
+  with deadline.deadline(5.0) as enforced:
+    assert enforced is not None  # main thread: the budget holds
     for text in texts:
       value = _score(name, text)
       assert 0.0 <= value <= 1.0
