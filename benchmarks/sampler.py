@@ -3,10 +3,12 @@
     python benchmarks/sampler.py --out /tmp/sampler.json          # full run: use an idle machine
     python benchmarks/sampler.py --quick --out /tmp/quick.json    # smoke run (seconds)
     python benchmarks/sampler.py --cpu_devices 2 --out /tmp/s.json  # also rows split over 2 CPU devices
+    python benchmarks/sampler.py --dtype bfloat16 --out /tmp/b.json  # both libraries in bfloat16
 
 Every implementation runs the same random weights (ours, exported with models.save_pretrained and
 loaded by transformers), the same left-padded prompts and the same settings (temperature sampling,
-no truncation, no EOS: every row generates exactly the requested tokens). Times are medians over
+no truncation, no EOS: every row generates exactly the requested tokens) and the same dtype (--dtype:
+weights, activations and KV cache; float32 by default). Times are medians over
 --repeats runs after one warm-up run; compile time is the warm-up run minus that median (for
 transformers: its first-call overhead). Throughput counts generated tokens per second, prefill
 included. Per-token decode time at n tokens is the decode loop's time / (n - 1) (rl_reason times its
@@ -53,10 +55,10 @@ from rl_reason import models, sampling
 from rl_reason.models import config as model_config
 from rl_reason.parallel import sharding as shd
 
-DTYPE = 'float32'
+DTYPES = ('float32', 'bfloat16')  # --dtype: weights, activations, KV cache and the dense matmul alike
 
 
-def text_configs() -> dict[str, model_config.ModelConfig]:
+def text_configs(dtype: str = 'float32') -> dict[str, model_config.ModelConfig]:
   """The tiny preset's decoder (tiny_vl's text part, as a text-only qwen2) and a ~20M-parameter qwen2."""
   tiny = models.get_preset('tiny_vl').text
   tiny = model_config.TextConfig(
@@ -67,7 +69,7 @@ def text_configs() -> dict[str, model_config.ModelConfig]:
   small = model_config.TextConfig(vocab_size=20480, hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
                                   num_attention_heads=6, num_key_value_heads=2, rope_theta=10000.0,
                                   mrope_section=None, tie_word_embeddings=True)
-  return {name: model_config.ModelConfig(text=text, dtype=DTYPE, param_dtype=DTYPE)
+  return {name: model_config.ModelConfig(text=text, dtype=dtype, param_dtype=dtype)
           for name, text in (('tiny', tiny), ('qwen2_20m', small))}
 
 
@@ -187,7 +189,7 @@ _REPLY = '@reply '  # marks the worker's reply lines on its stdout
 def transformers_worker(spec_path: str) -> None:
   """Child process: loads the model, then runs one timed `generate` per request line until 'quit'.
 
-  spec: {model_dir, threads, temperature, prompts (npz path)}; the npz holds ids_<key> and mask_<key>.
+  spec: {model_dir, dtype, threads, temperature, prompts (npz path)}; the npz holds ids_<key> and mask_<key>.
   A request is {"key": ..., "new_tokens": ...}; the reply {"seconds": ...} (one call, prompts ready).
   """
   import torch  # pylint: disable=g-import-not-at-top
@@ -196,7 +198,7 @@ def transformers_worker(spec_path: str) -> None:
     spec = json.load(f)
   torch.set_num_threads(spec['threads'])
   transformers.logging.set_verbosity_error()
-  hf_model = transformers.AutoModelForCausalLM.from_pretrained(spec['model_dir'], dtype=torch.float32).eval()
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(spec['model_dir'], dtype=getattr(torch, spec['dtype'])).eval()
   arrays = np.load(spec['prompts'])
   reply = lambda value: print(_REPLY + json.dumps(value), flush=True)
   reply(dict(torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
@@ -218,11 +220,11 @@ def transformers_worker(spec_path: str) -> None:
 class TransformersWorker:
   """transformers_worker in a fresh Python process, asked for one timed call at a time."""
 
-  def __init__(self, model_dir: str, prompt_sets: dict[str, tuple[np.ndarray, np.ndarray]], *, threads: int,
-               temperature: float, tmp: str):
+  def __init__(self, model_dir: str, prompt_sets: dict[str, tuple[np.ndarray, np.ndarray]], *, dtype: str,
+               threads: int, temperature: float, tmp: str):
     np.savez(os.path.join(tmp, 'prompts.npz'),
              **{f'{kind}_{key}': array for key, pair in prompt_sets.items() for kind, array in zip(('ids', 'mask'), pair)})
-    spec = dict(model_dir=model_dir, threads=threads, temperature=temperature, prompts=os.path.join(tmp, 'prompts.npz'))
+    spec = dict(model_dir=model_dir, dtype=dtype, threads=threads, temperature=temperature, prompts=os.path.join(tmp, 'prompts.npz'))
     with open(os.path.join(tmp, 'spec.json'), 'w') as f:
       json.dump(spec, f)
     env = dict(os.environ, JAX_PLATFORMS='cpu')
@@ -278,18 +280,25 @@ def seconds_of(fn: Callable[[], Any]) -> Callable[[], float]:
 # ---------------------------------------------------------------------------------------------- FLOPs
 
 
-def matmul_flops_per_s(n: int, repeats: int) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(DTYPE))
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.dtype(DTYPE))
+def dense_matmul(n: int, dtype: str) -> tuple[Callable[[], float], float]:
+  """A timed [n, n] x [n, n] jnp.dot in `dtype` (as the model's Linear: same dtype in and out), and its FLOPs."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.dtype(dtype))
   dot = jax.jit(jnp.dot)
-  runs = alternate({'dot': seconds_of(lambda: jax.block_until_ready(dot(a, b)))}, max(repeats, 3))['dot']
-  return 2 * n**3 / min(runs[1:])  # the best run: what the machine can do
+  return seconds_of(lambda: jax.block_until_ready(dot(a, b))), 2.0 * n**3
 
 
-def weight_matmul_flops_per_s(model, batch: int, repeats: int, steps: int = 8) -> float:
-  """FLOP/s of the model's weight matmuls alone at `batch` rows: every layer's q, k, v, o, gate, up and
-  down projections and the LM head, chained as in a decode step (weights read from memory each step),
-  with no attention, sampling or loop bookkeeping: the matmul part of a decode step's ceiling."""
+def best_rate(call: Callable[[], float], amount: float, repeats: int) -> float:
+  """amount (FLOPs, bytes) per second of the best of the timed call's runs after a warm-up."""
+  runs = alternate({'call': call}, max(repeats, 3))['call']
+  return amount / min(runs[1:])  # the best run: what the machine can do
+
+
+def weight_matmuls(model, batch: int, steps: int = 8) -> tuple[Callable[[], float], float]:
+  """The model's weight matmuls alone at `batch` rows, timed, and their FLOPs: every layer's q, k, v, o,
+  gate, up and down projections and the LM head, chained as in `steps` decode steps (weights read from
+  memory each step), with no attention, sampling or loop bookkeeping: the matmul part of a decode
+  step's ceiling."""
   layers = [nnx.state(layer, nnx.Param) for layer in model.decoder.layers]
   head = model.decoder.embed_tokens.get_value()  # [V, D]: tied (the benchmark's configs tie embeddings)
   kernel = lambda state, *path: functools.reduce(lambda node, key: node[key], path, state).get_value()
@@ -308,18 +317,16 @@ def weight_matmul_flops_per_s(model, batch: int, repeats: int, steps: int = 8) -
     return jnp.tanh(x), checksum + jnp.sum(x @ head.T)
 
   run = jax.jit(lambda x: jax.lax.fori_loop(0, steps, step, (x, jnp.float32(0))))
-  x = jax.random.normal(jax.random.key(2), (batch, head.shape[1]), jnp.dtype(DTYPE))
-  runs = alternate({'chain': seconds_of(lambda: jax.block_until_ready(run(x)))}, max(repeats, 3))['chain']
+  x = jax.random.normal(jax.random.key(2), (batch, head.shape[1]), head.dtype)
   matmul_params = sum(a.size for w in weights for a in w.values()) + head.size
-  return 2 * matmul_params * batch * steps / min(runs[1:])
+  return seconds_of(lambda: jax.block_until_ready(run(x))), 2.0 * matmul_params * batch * steps
 
 
 def memory_read_bytes_per_s(repeats: int, megabytes: int = 256) -> float:
   """Bytes/s of a jitted sum over an array far larger than the caches: this machine's memory read rate."""
   x = jnp.ones((megabytes << 18,), jnp.float32)  # 2^18 float32 = 1 MB
   total = jax.jit(jnp.sum)
-  runs = alternate({'sum': seconds_of(lambda: jax.block_until_ready(total(x)))}, max(repeats, 3))['sum']
-  return x.nbytes / min(runs[1:])
+  return best_rate(seconds_of(lambda: jax.block_until_ready(total(x))), x.nbytes, repeats)
 
 
 def cache_read_bytes(text: model_config.TextConfig, request: sampling.PreparedGeneration, itemsize: int) -> int:
@@ -355,6 +362,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--prompt_len', type=int, default=64, help='prompt bucket (real lengths T/2 .. T)')
   parser.add_argument('--torch_threads', type=int, default=os.cpu_count(),
                       help='torch intra-op threads for transformers (default: os.cpu_count())')
+  parser.add_argument('--dtype', default='float32', choices=DTYPES,
+                      help='weights, activations and KV cache of both libraries, and the dense matmul the FLOP '
+                           'fraction is measured against')
   parser.add_argument('--temperature', type=float, default=1.0, help='sampling temperature (no truncation)')
   parser.add_argument('--cpu_devices', type=int, default=1,
                       help='also time rl_reason with its rows split over this many CPU devices (jax_num_cpu_devices; '
@@ -384,9 +394,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConfig, model, prompt_sets,
-                  hf: TransformersWorker, args: argparse.Namespace, peak: float, memory_rate: float,
-                  ours: dict[str, tuple[Any, Any]]) -> None:
+                  hf: TransformersWorker, args: argparse.Namespace, peak: float,
+                  dense: tuple[Callable[[], float], float], memory_rate: float, ours: dict[str, tuple[Any, Any]]) -> None:
   """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating.
+
+  peak: the dense matmul's best FLOP/s; dense: (its timed call, its FLOPs), also called in every round of
+  the throughput calls, so each round's decode FLOP fraction compares two calls made a few seconds apart.
 
   ours: impl name -> (model, mesh or None): 'rl_reason' on one device, and with --cpu_devices N > 1
   also 'rl_reason_N_devices' (rows split over N CPU devices, the model's params replicated on them).
@@ -401,19 +414,24 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       calls[impl] = seconds_of(rl_reason_fn(impl_model, ids, mask, args.new_tokens, args.temperature, mesh))
       calls[impl + '_phases'] = phases[impl]
     calls.update({'transformers': lambda key=key: hf.run(key, args.new_tokens),
-                  'transformers_first_token': lambda key=key: hf.run(key, 1)})
+                  'transformers_first_token': lambda key=key: hf.run(key, 1), 'dense_matmul': dense[0]})
+    calls['weight_matmuls'], chain_flops = weight_matmuls(model, batch)
     times = alternate(calls, args.repeats)
     if batch <= args.no_cache_max_batch:  # slow: timed on its own, after the pairs
       no_cache = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk)
       times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
     flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
-    weight_rate = weight_matmul_flops_per_s(model, batch, args.repeats)
+    weight_rate = chain_flops / min(times['weight_matmuls'][1:])
+    weight_rounds = [chain_flops / chain_s / (dense[1] / dense_s)
+                     for chain_s, dense_s in zip(times['weight_matmuls'][1:], times['dense_matmul'][1:])]
     # A bound on the decode loop: its weight FLOPs at the weight-matmul rate plus its KV-cache reads at
     # the memory read rate, with nothing else (norms, softmax, sampling, loop) in the step.
-    cache_bytes = cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(DTYPE).itemsize)
+    cache_bytes = cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(cfg.dtype).itemsize)
     bound_s = 2.0 * params * batch * (args.new_tokens - 1) / weight_rate + cache_bytes / memory_rate
     result['weight_matmuls'].append(dict(model=name, batch=batch, flops_per_s=weight_rate,
-                                         fraction_of_dense=weight_rate / peak, cache_read_bytes=cache_bytes,
+                                         fraction_of_dense=weight_rate / peak,
+                                         fraction_of_dense_per_round=statistics.median(weight_rounds),
+                                         cache_read_bytes=cache_bytes,
                                          bound_decode_s=bound_s, decode_flop_fraction_bound=flops / bound_s / peak))
     rows = {}
     for impl in (*ours, 'rl_reason_no_cache', 'transformers'):
@@ -431,6 +449,10 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
         row['decode_flops'] = flops
         row['decode_flop_fraction'] = flops / row['decode_s'] / peak
         row['decode_flop_fraction_of_weight_matmuls'] = flops / row['decode_s'] / weight_rate
+      if impl in ours:  # each round's decode against the dense matmul called in the same round
+        pairs = [flops / decode_s / (dense[1] / dense_s)
+                 for decode_s, dense_s in zip(phases[impl].decode_s[1:], times['dense_matmul'][1:])]
+        row.update(decode_flop_fraction_pairs=pairs, decode_flop_fraction_pair_median=statistics.median(pairs))
       rows[impl] = row
       result['throughput'].append(row)
       print(f'{name:10s} b={batch:<3d} {impl:19s} {row["tokens_per_s"]:10.1f} tok/s  run {t["run_s"]:.3f}s  '
@@ -484,22 +506,23 @@ def main(argv=None) -> dict[str, Any]:
       raise SystemExit(f'--cpu_devices {args.cpu_devices}: got {len(jax.devices())} {jax.default_backend()} devices '
                        '(CPU only; XLA_FLAGS may already set a device count)')
     mesh = shd.make_mesh(shd.MeshConfig(data=args.cpu_devices))
-  peak = matmul_flops_per_s(args.matmul_n, args.repeats)
+  dense = dense_matmul(args.matmul_n, args.dtype)
+  peak = best_rate(*dense, args.repeats)
   memory_rate = memory_read_bytes_per_s(args.repeats, megabytes=args.memory_mb)
   result: dict[str, Any] = dict(
       settings=dict(quick=args.quick, repeats=args.repeats, prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                     batches=list(args.batches), per_token_lengths=list(args.per_token_lengths),
-                    per_token_batch=args.per_token_batch, temperature=args.temperature, dtype=DTYPE,
+                    per_token_batch=args.per_token_batch, temperature=args.temperature, dtype=args.dtype,
                     no_cache_chunk=args.no_cache_chunk, cpu_count=os.cpu_count(), torch_threads=args.torch_threads,
                     cpu_devices=args.cpu_devices,
                     transformers_process='separate, calls alternating', jax_backend=jax.default_backend(),
                     jax_devices=[str(d) for d in jax.devices()], platform=platform.platform(),
                     jax_version=jax.__version__),
-      matmul=dict(n=args.matmul_n, dtype=DTYPE, flops_per_s=peak),
+      matmul=dict(n=args.matmul_n, dtype=args.dtype, flops_per_s=peak),
       memory=dict(megabytes=args.memory_mb, read_bytes_per_s=memory_rate),
       throughput=[], per_token_decode=[], per_token_growth={}, ratios={}, weight_matmuls=[])
   for name in args.models:
-    cfg = text_configs()[name]
+    cfg = text_configs(args.dtype)[name]
     model = models.create(cfg, seed=0)
     ours = {'rl_reason': (model, None)}
     if mesh is not None:  # a copy of the model with its params replicated on the mesh once, as a run keeps them
@@ -511,12 +534,12 @@ def main(argv=None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
       model_dir = os.path.join(tmp, 'model')
       models.save_pretrained(model, model_dir)
-      hf = TransformersWorker(model_dir, prompt_sets, threads=args.torch_threads, temperature=args.temperature,
-                              tmp=tmp)
+      hf = TransformersWorker(model_dir, prompt_sets, dtype=args.dtype, threads=args.torch_threads,
+                              temperature=args.temperature, tmp=tmp)
       try:
         result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
                                   transformers_version=hf.info['transformers_version'])
-        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, memory_rate, ours)
+        measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, dense, memory_rate, ours)
       finally:
         hf.close()
   print(format_table(result))
@@ -530,19 +553,24 @@ def format_table(result: dict[str, Any]) -> str:
   lines = [f'dense matmul ({result["matmul"]["n"]}^2, {result["matmul"]["dtype"]}): '
            f'{result["matmul"]["flops_per_s"] / 1e9:.1f} GFLOP/s', '',
            f'{"model":10s} {"params":>9s} {"batch":>5s} {"impl":19s} {"tok/s":>10s} {"run s":>8s} {"compile s":>9s} '
-           f'{"FLOP frac":>9s} {"of weights":>10s}']
+           f'{"FLOP frac":>9s} {"per round":>9s} {"of weights":>10s}']
   for row in result['throughput']:
     frac = f'{row["decode_flop_fraction"]:9.4f}' if 'decode_flop_fraction' in row else f'{"-":>9s}'
+    frac += (f' {row["decode_flop_fraction_pair_median"]:9.4f}' if 'decode_flop_fraction_pair_median' in row
+             else f' {"-":>9s}')
     of_weights = (f'{row["decode_flop_fraction_of_weight_matmuls"]:10.4f}'
                   if 'decode_flop_fraction_of_weight_matmuls' in row else f'{"-":>10s}')
     lines.append(f'{row["model"]:10s} {row["params"]:9d} {row["batch"]:5d} {row["impl"]:19s} '
                  f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights}')
-  lines += ['', 'weight matmuls alone (each layer\'s projections and the LM head, chained at the batch\'s rows), '
+  lines += ['', 'FLOP frac: the decode loop\'s FLOP/s over the dense matmul\'s best; per round: the median over '
+            'rounds of the decode against the dense matmul called in the same round',
+            '', 'weight matmuls alone (each layer\'s projections and the LM head, chained at the batch\'s rows), '
             f'and the decode bound they give with the KV-cache reads at {result["memory"]["read_bytes_per_s"] / 1e9:.1f} '
             'GB/s (memory read rate):']
   for row in result['weight_matmuls']:
     lines.append(f'  {row["model"]:10s} b={row["batch"]:<3d} {row["flops_per_s"] / 1e9:7.1f} GFLOP/s '
-                 f'({row["fraction_of_dense"]:.2f} of the dense matmul); bound on the decode FLOP fraction '
+                 f'({row["fraction_of_dense"]:.2f} of the dense matmul, per round '
+                 f'{row["fraction_of_dense_per_round"]:.2f}); bound on the decode FLOP fraction '
                  f'{row["decode_flop_fraction_bound"]:.2f} ({row["cache_read_bytes"] / 1e9:.2f} GB of cache reads)')
   lines += ['', f'{"model":10s} {"batch":>5s} {"impl":19s} {"tokens":>6s} {"ms/token":>9s}']
   for row in result['per_token_decode']:

@@ -19,9 +19,10 @@ def _positive(value) -> bool:
 def test_sampler_benchmark_quick(tmp_path):
   out = tmp_path / 'sampler.json'
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}  # one CPU device, as a user runs it
-  # --cpu_devices 2: rl_reason is timed on one device and with its rows split over two CPU devices
+  # --cpu_devices 2: rl_reason is timed on one device and with its rows split over two CPU devices;
+  # --dtype bfloat16: both libraries' weights, activations and caches, and the dense matmul
   done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'sampler.py'), '--quick', '--out', str(out),
-                         '--torch_threads', '1', '--cpu_devices', '2'], cwd=ROOT, env=env, capture_output=True,
+                         '--torch_threads', '1', '--cpu_devices', '2', '--dtype', 'bfloat16'], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
@@ -34,12 +35,14 @@ def test_sampler_benchmark_quick(tmp_path):
   assert _positive(memory_rate)
   for row in result['weight_matmuls']:
     assert _positive(row['flops_per_s']) and row['fraction_of_dense'] == row['flops_per_s'] / result['matmul']['flops_per_s']
+    assert _positive(row['fraction_of_dense_per_round'])
     assert _positive(row['cache_read_bytes']) and row['bound_decode_s'] > row['cache_read_bytes'] / memory_rate
     ours = next(r for r in result['throughput']
                 if (r['model'], r['batch'], r['impl']) == (row['model'], row['batch'], 'rl_reason'))
     assert math.isclose(row['decode_flop_fraction_bound'],
                         ours['decode_flops'] / row['bound_decode_s'] / result['matmul']['flops_per_s'])
   assert result['settings']['quick'] is True and result['settings']['torch_threads'] == 1
+  assert result['settings']['dtype'] == result['matmul']['dtype'] == 'bfloat16'
   assert result['settings']['cpu_devices'] == 2 and len(result['settings']['jax_devices']) == 2
   ours = ('rl_reason', 'rl_reason_2_devices')
   assert _positive(result['matmul']['flops_per_s'])
@@ -53,6 +56,10 @@ def test_sampler_benchmark_quick(tmp_path):
       for key in ('prefill_s', 'decode_s', 'decode_flops', 'decode_flop_fraction',
                   'decode_flop_fraction_of_weight_matmuls'):
         assert _positive(row[key]), (row['impl'], key, row[key])
+    if row['impl'] in ours:  # one fraction per round, against the dense matmul called in that round
+      pairs = row['decode_flop_fraction_pairs']
+      assert len(pairs) == result['settings']['repeats'] and all(map(_positive, pairs))
+      assert min(pairs) <= row['decode_flop_fraction_pair_median'] <= max(pairs)
   lengths = result['settings']['per_token_lengths']
   assert {(r['impl'], r['new_tokens']) for r in result['per_token_decode']} == {
       (impl, n) for impl in (*ours, 'transformers') for n in lengths}
