@@ -4,6 +4,8 @@
     python benchmarks/sampler.py --quick --out /tmp/quick.json    # smoke run (seconds)
     python benchmarks/sampler.py --cpu_devices 2 --out /tmp/s.json  # also rows split over 2 CPU devices
     python benchmarks/sampler.py --dtype bfloat16 --out /tmp/b.json  # both libraries in bfloat16
+    python benchmarks/sampler.py --models qwen2_0_5b --dtype bfloat16 --batches 128 --torch_device cuda \
+        --no_cache_max_batch 0 --out /tmp/gpu.json             # on a GPU: Qwen2.5-0.5B's shape
 
 Every implementation runs the same random weights (ours, exported with models.save_pretrained and
 loaded by transformers), the same left-padded prompts and the same settings (temperature sampling,
@@ -20,6 +22,10 @@ decode step, no attention or sampling): at 64 rows on a CPU that is well below t
 that rate and the machine's memory read rate (a jitted sum over 256 MB) comes a bound on the decode
 FLOP fraction: the loop's weight FLOPs at the weight-matmul rate plus its KV-cache reads (each stage
 reads its T + C_i slots of every layer's keys and values) at the memory rate, with nothing else in a step.
+The memory-bandwidth roofline fraction ("mem frac") is the other bound, the one that holds at small
+batch on an accelerator: the bytes a decode must move (every weight once per step, the KV-cache
+reads) over its time, against the same memory read rate. On an accelerator the dense matmul is
+8192^2 and the read 2 GB, so that both reach the device's peaks.
 
 With --cpu_devices N > 1 the process starts N CPU devices and rl_reason is timed twice, alternating: on
 one device ('rl_reason') and with its rows split over the N devices ('rl_reason_N_devices', the
@@ -69,8 +75,15 @@ def text_configs(dtype: str = 'float32') -> dict[str, model_config.ModelConfig]:
   small = model_config.TextConfig(vocab_size=20480, hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
                                   num_attention_heads=6, num_key_value_heads=2, rope_theta=10000.0,
                                   mrope_section=None, tie_word_embeddings=True)
+  # Qwen2.5-0.5B's shape (random weights): for an accelerator (--models qwen2_0_5b --dtype bfloat16 --batches 128)
+  half_b = model_config.TextConfig(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2, rope_theta=1000000.0,
+                                   mrope_section=None, tie_word_embeddings=True)
   return {name: model_config.ModelConfig(text=text, dtype=dtype, param_dtype=dtype)
-          for name, text in (('tiny', tiny), ('qwen2_20m', small))}
+          for name, text in (('tiny', tiny), ('qwen2_20m', small), ('qwen2_0_5b', half_b))}
+
+
+DEFAULT_MODELS = ('tiny', 'qwen2_20m')  # the CPU sizes; qwen2_0_5b by name (minutes per call on a CPU)
 
 
 def prompts(batch: int, length: int, vocab: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -167,17 +180,19 @@ def no_cache_fn(model, ids, mask, new_tokens: int, temperature: float, chunk: in
 # ---------------------------------------------------------------------------------------------- transformers
 
 
-def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float) -> Callable[[], Any]:
+def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float, device: str = 'cpu') -> Callable[[], Any]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   config = transformers.GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                                          max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
                                          pad_token_id=0, bos_token_id=None)
-  input_ids, attention_mask = torch.tensor(ids), torch.tensor(mask)
+  input_ids, attention_mask = torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
   def run():
     with torch.no_grad():
       out = hf_model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+    if device != 'cpu':
+      torch.cuda.synchronize()
     assert out.shape == (ids.shape[0], ids.shape[1] + new_tokens), out.shape
     return out
   return run
@@ -189,7 +204,7 @@ _REPLY = '@reply '  # marks the worker's reply lines on its stdout
 def transformers_worker(spec_path: str) -> None:
   """Child process: loads the model, then runs one timed `generate` per request line until 'quit'.
 
-  spec: {model_dir, dtype, threads, temperature, prompts (npz path)}; the npz holds ids_<key> and mask_<key>.
+  spec: {model_dir, dtype, device, threads, temperature, prompts (npz path)}; the npz holds ids_<key> and mask_<key>.
   A request is {"key": ..., "new_tokens": ...}; the reply {"seconds": ...} (one call, prompts ready).
   """
   import torch  # pylint: disable=g-import-not-at-top
@@ -198,7 +213,8 @@ def transformers_worker(spec_path: str) -> None:
     spec = json.load(f)
   torch.set_num_threads(spec['threads'])
   transformers.logging.set_verbosity_error()
-  hf_model = transformers.AutoModelForCausalLM.from_pretrained(spec['model_dir'], dtype=getattr(torch, spec['dtype'])).eval()
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(spec['model_dir'], dtype=getattr(torch, spec['dtype']))
+  hf_model = hf_model.to(spec['device']).eval()
   arrays = np.load(spec['prompts'])
   reply = lambda value: print(_REPLY + json.dumps(value), flush=True)
   reply(dict(torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
@@ -211,7 +227,7 @@ def transformers_worker(spec_path: str) -> None:
     name = (job['key'], job['new_tokens'])
     if name not in runners:
       ids, mask = arrays[f'ids_{job["key"]}'], arrays[f'mask_{job["key"]}']
-      runners[name] = transformers_fn(hf_model, ids, mask, job['new_tokens'], spec['temperature'])
+      runners[name] = transformers_fn(hf_model, ids, mask, job['new_tokens'], spec['temperature'], spec['device'])
     start = time.perf_counter()
     runners[name]()
     reply(dict(seconds=time.perf_counter() - start))
@@ -221,10 +237,11 @@ class TransformersWorker:
   """transformers_worker in a fresh Python process, asked for one timed call at a time."""
 
   def __init__(self, model_dir: str, prompt_sets: dict[str, tuple[np.ndarray, np.ndarray]], *, dtype: str,
-               threads: int, temperature: float, tmp: str):
+               device: str, threads: int, temperature: float, tmp: str):
     np.savez(os.path.join(tmp, 'prompts.npz'),
              **{f'{kind}_{key}': array for key, pair in prompt_sets.items() for kind, array in zip(('ids', 'mask'), pair)})
-    spec = dict(model_dir=model_dir, dtype=dtype, threads=threads, temperature=temperature, prompts=os.path.join(tmp, 'prompts.npz'))
+    spec = dict(model_dir=model_dir, dtype=dtype, device=device, threads=threads, temperature=temperature,
+                prompts=os.path.join(tmp, 'prompts.npz'))
     with open(os.path.join(tmp, 'spec.json'), 'w') as f:
       json.dump(spec, f)
     env = dict(os.environ, JAX_PLATFORMS='cpu')
@@ -307,19 +324,21 @@ def weight_matmuls(model, batch: int, steps: int = 8) -> tuple[Callable[[], floa
                   gate=kernel(s, 'mlp', 'gate_proj', 'kernel'), up=kernel(s, 'mlp', 'up_proj', 'kernel'),
                   down=kernel(s, 'mlp', 'down_proj', 'kernel')) for s in layers]
 
-  def step(_, carry):
-    x, checksum = carry
-    for w in weights:
-      k, v = x @ w['k'], x @ w['v']
-      x = x + jnp.tanh(x @ w['q']) @ w['o']  # tanh keeps the chain bounded over the steps
-      x = x + (jax.nn.silu(x @ w['gate']) * (x @ w['up'])) @ w['down']
-      checksum = checksum + jnp.sum(k) + jnp.sum(v)
-    return jnp.tanh(x), checksum + jnp.sum(x @ head.T)
+  @jax.jit  # the weights as arguments: closed over, they would be baked into the program as constants
+  def run(x, weights, head):
+    def step(_, carry):
+      x, checksum = carry
+      for w in weights:
+        k, v = x @ w['k'], x @ w['v']
+        x = x + jnp.tanh(x @ w['q']) @ w['o']  # tanh keeps the chain bounded over the steps
+        x = x + (jax.nn.silu(x @ w['gate']) * (x @ w['up'])) @ w['down']
+        checksum = checksum + jnp.sum(k) + jnp.sum(v)
+      return jnp.tanh(x), checksum + jnp.sum(x @ head.T)
+    return jax.lax.fori_loop(0, steps, step, (x, jnp.float32(0)))
 
-  run = jax.jit(lambda x: jax.lax.fori_loop(0, steps, step, (x, jnp.float32(0))))
   x = jax.random.normal(jax.random.key(2), (batch, head.shape[1]), head.dtype)
   matmul_params = sum(a.size for w in weights for a in w.values()) + head.size
-  return seconds_of(lambda: jax.block_until_ready(run(x))), 2.0 * matmul_params * batch * steps
+  return seconds_of(lambda: jax.block_until_ready(run(x, weights, head))), 2.0 * matmul_params * batch * steps
 
 
 def memory_read_bytes_per_s(repeats: int, megabytes: int = 256) -> float:
@@ -341,6 +360,15 @@ def cache_read_bytes(text: model_config.TextConfig, request: sampling.PreparedGe
   return int(slots.sum()) * per_slot
 
 
+def decode_bytes(cfg: model_config.ModelConfig, params: int, new_tokens: int, cache_bytes: int) -> float:
+  """Bytes decode steps 1 .. N-1 must read at the least: every weight once per step (the input embedding
+  only where tied, as the LM head) plus the KV-cache reads (`cache_read_bytes`): the memory roofline's
+  numerator, what bounds a decode at small batch on an accelerator."""
+  text = cfg.text
+  weights = params - (0 if text.tie_word_embeddings else text.vocab_size * text.hidden_size)
+  return float(weights * jnp.dtype(cfg.param_dtype).itemsize * (new_tokens - 1) + cache_bytes)
+
+
 def decode_flops(cfg: model_config.ModelConfig, params: int, prompt_lengths: np.ndarray, new_tokens: int) -> float:
   """Useful FLOPs of decode steps 1 .. N-1 (step 0 comes from the prefill)."""
   text = cfg.text
@@ -358,10 +386,14 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--out', default='sampler_benchmark.json', help='JSON output path')
   parser.add_argument('--repeats', type=int, default=5, help='timed runs per measurement (median)')
   parser.add_argument('--quick', action='store_true', help='smoke run: tiny model, batch 2, few tokens')
-  parser.add_argument('--models', default=None, help='comma-separated subset of ' + ','.join(text_configs()))
+  parser.add_argument('--models', default=None, help=f'comma-separated subset of {",".join(text_configs())} '
+                                                     f'(default {",".join(DEFAULT_MODELS)})')
+  parser.add_argument('--batches', default=None, help='comma-separated batch sizes (default 8,64)')
   parser.add_argument('--prompt_len', type=int, default=64, help='prompt bucket (real lengths T/2 .. T)')
   parser.add_argument('--torch_threads', type=int, default=os.cpu_count(),
                       help='torch intra-op threads for transformers (default: os.cpu_count())')
+  parser.add_argument('--torch_device', default='cpu', choices=('cpu', 'cuda'),
+                      help='where transformers runs (cuda: beside rl_reason on a GPU)')
   parser.add_argument('--dtype', default='float32', choices=DTYPES,
                       help='weights, activations and KV cache of both libraries, and the dense matmul the FLOP '
                            'fraction is measured against')
@@ -372,16 +404,23 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--no_cache_max_batch', type=int, default=1 << 30,
                       help='run the no-KV-cache baseline only up to this batch (it is slow: minutes per run)')
   args = parser.parse_args(argv)
+  if args.batches:
+    try:
+      args.batches = tuple(int(b) for b in args.batches.split(','))
+    except ValueError:
+      parser.error(f'--batches must be comma-separated integers, got {args.batches!r}')
+    if min(args.batches) < 1:
+      parser.error(f'--batches must be >= 1, got {args.batches}')
   if args.quick:
     args.repeats = min(args.repeats, 2)
     args.models = args.models or 'tiny'
     args.prompt_len = min(args.prompt_len, 16)
-    args.batches, args.new_tokens, args.per_token_lengths = (2,), 8, (8, 16)
+    args.batches, args.new_tokens, args.per_token_lengths = args.batches or (2,), 8, (8, 16)
     args.matmul_n, args.no_cache_chunk, args.per_token_batch, args.memory_mb = 256, 8, 2, 16
   else:
-    args.batches, args.new_tokens, args.per_token_lengths = (8, 64), 128, (64, 256, 1024)
+    args.batches, args.new_tokens, args.per_token_lengths = args.batches or (8, 64), 128, (64, 256, 1024)
     args.matmul_n, args.no_cache_chunk, args.per_token_batch, args.memory_mb = 2048, 64, 8, 256
-  args.models = (args.models or ','.join(text_configs())).split(',')
+  args.models = (args.models or ','.join(DEFAULT_MODELS)).split(',')
   unknown = sorted(set(args.models) - set(text_configs()))
   if unknown:
     parser.error(f'--models {unknown} unknown; choose from {sorted(text_configs())}')
@@ -421,6 +460,8 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       no_cache = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk)
       times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
     flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
+    moved = decode_bytes(cfg, params, args.new_tokens,
+                         cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(cfg.dtype).itemsize))
     weight_rate = chain_flops / min(times['weight_matmuls'][1:])
     weight_rounds = [chain_flops / chain_s / (dense[1] / dense_s)
                      for chain_s, dense_s in zip(times['weight_matmuls'][1:], times['dense_matmul'][1:])]
@@ -449,6 +490,8 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
         row['decode_flops'] = flops
         row['decode_flop_fraction'] = flops / row['decode_s'] / peak
         row['decode_flop_fraction_of_weight_matmuls'] = flops / row['decode_s'] / weight_rate
+        row['decode_bytes'] = moved
+        row['decode_memory_fraction'] = moved / row['decode_s'] / memory_rate
       if impl in ours:  # each round's decode against the dense matmul called in the same round
         pairs = [flops / decode_s / (dense[1] / dense_s)
                  for decode_s, dense_s in zip(phases[impl].decode_s[1:], times['dense_matmul'][1:])]
@@ -506,6 +549,8 @@ def main(argv=None) -> dict[str, Any]:
       raise SystemExit(f'--cpu_devices {args.cpu_devices}: got {len(jax.devices())} {jax.default_backend()} devices '
                        '(CPU only; XLA_FLAGS may already set a device count)')
     mesh = shd.make_mesh(shd.MeshConfig(data=args.cpu_devices))
+  if jax.default_backend() != 'cpu':  # an accelerator: a matmul and a read large enough to reach its peaks
+    args.matmul_n, args.memory_mb = max(args.matmul_n, 8192), max(args.memory_mb, 2048)
   dense = dense_matmul(args.matmul_n, args.dtype)
   peak = best_rate(*dense, args.repeats)
   memory_rate = memory_read_bytes_per_s(args.repeats, megabytes=args.memory_mb)
@@ -534,7 +579,8 @@ def main(argv=None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
       model_dir = os.path.join(tmp, 'model')
       models.save_pretrained(model, model_dir)
-      hf = TransformersWorker(model_dir, prompt_sets, dtype=args.dtype, threads=args.torch_threads,
+      hf = TransformersWorker(model_dir, prompt_sets, dtype=args.dtype, device=args.torch_device,
+                              threads=args.torch_threads,
                               temperature=args.temperature, tmp=tmp)
       try:
         result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
@@ -553,17 +599,20 @@ def format_table(result: dict[str, Any]) -> str:
   lines = [f'dense matmul ({result["matmul"]["n"]}^2, {result["matmul"]["dtype"]}): '
            f'{result["matmul"]["flops_per_s"] / 1e9:.1f} GFLOP/s', '',
            f'{"model":10s} {"params":>9s} {"batch":>5s} {"impl":19s} {"tok/s":>10s} {"run s":>8s} {"compile s":>9s} '
-           f'{"FLOP frac":>9s} {"per round":>9s} {"of weights":>10s}']
+           f'{"FLOP frac":>9s} {"per round":>9s} {"of weights":>10s} {"mem frac":>8s}']
   for row in result['throughput']:
     frac = f'{row["decode_flop_fraction"]:9.4f}' if 'decode_flop_fraction' in row else f'{"-":>9s}'
     frac += (f' {row["decode_flop_fraction_pair_median"]:9.4f}' if 'decode_flop_fraction_pair_median' in row
              else f' {"-":>9s}')
     of_weights = (f'{row["decode_flop_fraction_of_weight_matmuls"]:10.4f}'
                   if 'decode_flop_fraction_of_weight_matmuls' in row else f'{"-":>10s}')
+    memory = f'{row["decode_memory_fraction"]:8.4f}' if 'decode_memory_fraction' in row else f'{"-":>8s}'
     lines.append(f'{row["model"]:10s} {row["params"]:9d} {row["batch"]:5d} {row["impl"]:19s} '
-                 f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights}')
+                 f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights} {memory}')
   lines += ['', 'FLOP frac: the decode loop\'s FLOP/s over the dense matmul\'s best; per round: the median over '
-            'rounds of the decode against the dense matmul called in the same round',
+            'rounds of the decode against the dense matmul called in the same round; mem frac: the bytes a '
+            'decode must move (every weight once per step, the KV-cache reads) over its time, as a fraction of '
+            'the memory read rate (the memory-bandwidth roofline)',
             '', 'weight matmuls alone (each layer\'s projections and the LM head, chained at the batch\'s rows), '
             f'and the decode bound they give with the KV-cache reads at {result["memory"]["read_bytes_per_s"] / 1e9:.1f} '
             'GB/s (memory read rate):']

@@ -22,13 +22,14 @@ def test_sampler_benchmark_quick(tmp_path):
   # --cpu_devices 2: rl_reason is timed on one device and with its rows split over two CPU devices;
   # --dtype bfloat16: both libraries' weights, activations and caches, and the dense matmul
   done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'sampler.py'), '--quick', '--out', str(out),
-                         '--torch_threads', '1', '--cpu_devices', '2', '--dtype', 'bfloat16'], cwd=ROOT, env=env, capture_output=True,
+                         '--torch_threads', '1', '--cpu_devices', '2', '--dtype', 'bfloat16', '--batches', '2,4'], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=900)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
   result = json.loads(out.read_text())
   assert set(result) == {'settings', 'matmul', 'memory', 'throughput', 'per_token_decode', 'per_token_growth',
                          'ratios', 'weight_matmuls'}
+  assert result['settings']['batches'] == [2, 4]
   assert {(r['model'], r['batch']) for r in result['weight_matmuls']} == {
       (r['model'], r['batch']) for r in result['throughput']}
   memory_rate = result['memory']['read_bytes_per_s']
@@ -56,6 +57,12 @@ def test_sampler_benchmark_quick(tmp_path):
       for key in ('prefill_s', 'decode_s', 'decode_flops', 'decode_flop_fraction',
                   'decode_flop_fraction_of_weight_matmuls'):
         assert _positive(row[key]), (row['impl'], key, row[key])
+      # the memory roofline: every weight once per decode step (tied embeddings: read once, as the LM head)
+      # plus the KV-cache reads, over the decode's time and the memory read rate
+      weights = next(w for w in result['weight_matmuls'] if (w['model'], w['batch']) == (row['model'], row['batch']))
+      expected = row['params'] * 2 * (row['new_tokens'] - 1) + weights['cache_read_bytes']  # bfloat16
+      assert math.isclose(row['decode_bytes'], expected)
+      assert math.isclose(row['decode_memory_fraction'], expected / row['decode_s'] / memory_rate)
     if row['impl'] in ours:  # one fraction per round, against the dense matmul called in that round
       pairs = row['decode_flop_fraction_pairs']
       assert len(pairs) == result['settings']['repeats'] and all(map(_positive, pairs))
@@ -90,13 +97,31 @@ def test_sampler_benchmark_quick(tmp_path):
       assert min(pairs) <= ratio[f'{impl}_vs_transformers_pair_median'] <= max(pairs)
 
 
-def test_cache_read_bytes_counts_each_stages_slots_for_its_steps():
-  """Steps 1 .. N-1 of a 128-token decode in stages of 64, 96 and 128 tokens over a 16-slot prompt bucket."""
+def _bench():
   sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
   try:
     import sampler as bench  # benchmarks/sampler.py
   finally:
     sys.path.pop(0)
+  return bench
+
+
+def test_accelerator_size_is_qwen2_5_half_b_shaped_and_batches_are_validated():
+  from rl_reason import models
+  bench = _bench()
+  cfg = bench.text_configs('bfloat16')['qwen2_0_5b']
+  assert models.param_count(models.create_abstract(cfg)) == 494_032_768  # Qwen2.5-0.5B's count
+  assert cfg.dtype == cfg.param_dtype == 'bfloat16'
+  assert bench.parse_args(['--batches', '128']).batches == (128,)
+  assert bench.parse_args([]).models == list(bench.DEFAULT_MODELS)
+  for bad in ('8,x', '0'):
+    with pytest.raises(SystemExit):
+      bench.parse_args(['--batches', bad])
+
+
+def test_cache_read_bytes_counts_each_stages_slots_for_its_steps():
+  """Steps 1 .. N-1 of a 128-token decode in stages of 64, 96 and 128 tokens over a 16-slot prompt bucket."""
+  bench = _bench()
   from rl_reason import models, sampling
   from rl_reason.models import config as model_config
   text = model_config.TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
