@@ -180,7 +180,8 @@ def no_cache_fn(model, ids, mask, new_tokens: int, temperature: float, chunk: in
 # ---------------------------------------------------------------------------------------------- transformers
 
 
-def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float, device: str = 'cpu') -> Callable[[], Any]:
+def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float,
+                    device: str = 'cpu') -> Callable[[], Any]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   config = transformers.GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
@@ -434,7 +435,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConfig, model, prompt_sets,
                   hf: TransformersWorker, args: argparse.Namespace, peak: float,
-                  dense: tuple[Callable[[], float], float], memory_rate: float, ours: dict[str, tuple[Any, Any]]) -> None:
+                  dense: tuple[Callable[[], float], float], memory_rate: float,
+                  ours: dict[str, tuple[Any, Any]]) -> None:
   """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating.
 
   peak: the dense matmul's best FLOP/s; dense: (its timed call, its FLOPs), also called in every round of
@@ -460,18 +462,19 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       no_cache = no_cache_fn(model, ids, mask, args.new_tokens, args.temperature, args.no_cache_chunk)
       times.update(alternate({'rl_reason_no_cache': seconds_of(no_cache)}, args.repeats))
     flops = decode_flops(cfg, params, mask.sum(1), args.new_tokens)
-    moved = decode_bytes(cfg, params, args.new_tokens,
-                         cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(cfg.dtype).itemsize))
+    cache_bytes = cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(cfg.dtype).itemsize)
+    moved = decode_bytes(cfg, params, args.new_tokens, cache_bytes)
     weight_rate = chain_flops / min(times['weight_matmuls'][1:])
-    weight_rounds = [chain_flops / chain_s / (dense[1] / dense_s)
-                     for chain_s, dense_s in zip(times['weight_matmuls'][1:], times['dense_matmul'][1:])]
+    # each round's FLOP/s against the dense matmul called in the same round
+    per_round = lambda amount, seconds: [amount / s / (dense[1] / dense_s)
+                                         for s, dense_s in zip(seconds, times['dense_matmul'][1:])]
     # A bound on the decode loop: its weight FLOPs at the weight-matmul rate plus its KV-cache reads at
     # the memory read rate, with nothing else (norms, softmax, sampling, loop) in the step.
-    cache_bytes = cache_read_bytes(cfg.text, phases['rl_reason'].request, jnp.dtype(cfg.dtype).itemsize)
     bound_s = 2.0 * params * batch * (args.new_tokens - 1) / weight_rate + cache_bytes / memory_rate
     result['weight_matmuls'].append(dict(model=name, batch=batch, flops_per_s=weight_rate,
                                          fraction_of_dense=weight_rate / peak,
-                                         fraction_of_dense_per_round=statistics.median(weight_rounds),
+                                         fraction_of_dense_per_round=statistics.median(
+                                             per_round(chain_flops, times['weight_matmuls'][1:])),
                                          cache_read_bytes=cache_bytes,
                                          bound_decode_s=bound_s, decode_flop_fraction_bound=flops / bound_s / peak))
     rows = {}
@@ -492,9 +495,8 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
         row['decode_flop_fraction_of_weight_matmuls'] = flops / row['decode_s'] / weight_rate
         row['decode_bytes'] = moved
         row['decode_memory_fraction'] = moved / row['decode_s'] / memory_rate
-      if impl in ours:  # each round's decode against the dense matmul called in the same round
-        pairs = [flops / decode_s / (dense[1] / dense_s)
-                 for decode_s, dense_s in zip(phases[impl].decode_s[1:], times['dense_matmul'][1:])]
+      if impl in ours:
+        pairs = per_round(flops, phases[impl].decode_s[1:])
         row.update(decode_flop_fraction_pairs=pairs, decode_flop_fraction_pair_median=statistics.median(pairs))
       rows[impl] = row
       result['throughput'].append(row)
@@ -580,8 +582,7 @@ def main(argv=None) -> dict[str, Any]:
       model_dir = os.path.join(tmp, 'model')
       models.save_pretrained(model, model_dir)
       hf = TransformersWorker(model_dir, prompt_sets, dtype=args.dtype, device=args.torch_device,
-                              threads=args.torch_threads,
-                              temperature=args.temperature, tmp=tmp)
+                              threads=args.torch_threads, temperature=args.temperature, tmp=tmp)
       try:
         result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
                                   transformers_version=hf.info['transformers_version'])
@@ -608,7 +609,8 @@ def format_table(result: dict[str, Any]) -> str:
                   if 'decode_flop_fraction_of_weight_matmuls' in row else f'{"-":>10s}')
     memory = f'{row["decode_memory_fraction"]:8.4f}' if 'decode_memory_fraction' in row else f'{"-":>8s}'
     lines.append(f'{row["model"]:10s} {row["params"]:9d} {row["batch"]:5d} {row["impl"]:19s} '
-                 f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights} {memory}')
+                 f'{row["tokens_per_s"]:10.1f} {row["run_s"]:8.3f} {row["compile_s"]:9.2f} {frac} {of_weights} '
+                 f'{memory}')
   lines += ['', 'FLOP frac: the decode loop\'s FLOP/s over the dense matmul\'s best; per round: the median over '
             'rounds of the decode against the dense matmul called in the same round; mem frac: the bytes a '
             'decode must move (every weight once per step, the KV-cache reads) over its time, as a fraction of '

@@ -22,8 +22,8 @@ def test_sampler_benchmark_quick(tmp_path):
   # --cpu_devices 2: rl_reason is timed on one device and with its rows split over two CPU devices;
   # --dtype bfloat16: both libraries' weights, activations and caches, and the dense matmul
   done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'sampler.py'), '--quick', '--out', str(out),
-                         '--torch_threads', '1', '--cpu_devices', '2', '--dtype', 'bfloat16', '--batches', '2,4'], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=900)
+                         '--torch_threads', '1', '--cpu_devices', '2', '--dtype', 'bfloat16', '--batches', '2,4'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'rl_reason / transformers' in done.stdout and 'ms/token' in done.stdout
   result = json.loads(out.read_text())
