@@ -36,9 +36,17 @@ def _finite_points(rows: list[dict[str, Any]], key: str) -> list[tuple[int, floa
 
 
 class MetricsWriter:
-  """Appends scalars to workdir/metrics.jsonl (and TensorBoard in workdir/tb)."""
+  """Appends scalars to workdir/metrics.jsonl (and TensorBoard in workdir/tb).
 
-  def __init__(self, workdir: str, *, tensorboard: bool = True):
+  `active=False` is the writer of every process but the first in a multi-process run: the run's
+  files are written once, by process 0, and the others' calls write nothing.
+  """
+
+  def __init__(self, workdir: str, *, tensorboard: bool = True, active: bool = True):
+    self.active = active
+    self._tb = None
+    if not active:
+      return
     os.makedirs(workdir, exist_ok=True)
     self.metrics_path = os.path.join(workdir, METRICS_FILE)
     self.samples_path = os.path.join(workdir, SAMPLES_FILE)
@@ -48,6 +56,8 @@ class MetricsWriter:
       self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tb'))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.active:
+      return
     record = {'step': int(step), **{name: _json_number(value) for name, value in scalars.items()}}
     _append_line(self.metrics_path, record)
     if self._tb is not None:
@@ -57,6 +67,8 @@ class MetricsWriter:
       self._tb.flush()
 
   def write_texts(self, step: int, texts: list[str], name: str = 'samples') -> None:
+    if not self.active:
+      return
     _append_line(self.samples_path, {'step': int(step), 'name': name, 'texts': list(texts)})
     if self._tb is not None:
       # TensorBoard renders text as markdown; code fences keep the model output verbatim.

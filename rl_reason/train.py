@@ -81,7 +81,8 @@ def _check_matches_preset(loaded: models.ModelConfig, preset: str, path: str) ->
 
 
 def _host(x) -> np.ndarray:
-  return np.asarray(jax.device_get(x))
+  """This process's rows of a sampler or learner output (the whole array with one process)."""
+  return shd.host_rows(x)
 
 
 def _curriculum_domains(curriculum) -> tuple[str, ...]:
@@ -187,7 +188,7 @@ class Trainer:
     self.graphdef, params = nnx.split(model)
     self.param_shardings = shd.state_shardings(params, self.mesh, cfg.mesh.rules)
     self.replicated = shd.replicated(self.mesh)
-    params = jax.device_put(params, self.param_shardings)
+    params = shd.put(params, self.param_shardings)
     self.rl_tx = optim.make_optimizer(cfg.optim)
     self.sft_tx = optim.make_optimizer(optim.OptimConfig(
         learning_rate=cfg.warmup.learning_rate, warmup_steps=0, schedule='constant',
@@ -213,7 +214,7 @@ class Trainer:
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
-    self.base_key = jax.device_put(jax.random.key(cfg.seed), self.replicated)
+    self.base_key = shd.put(jax.random.key(cfg.seed), self.replicated)
     self.state = dict(params=params, opt_state=opt_state,
                       ref_params=jax.tree.map(jnp.copy, params) if cfg.loss.beta > 0 else None)
     self.step = 0
@@ -378,7 +379,7 @@ class Trainer:
                         **({'ref_params': self.state['ref_params']} if self.state['ref_params'] is not None else {})),
                    flat)
     self.state = dict(params=tree['params'], opt_state=tree['opt_state'], ref_params=tree.get('ref_params'))
-    self.base_key = jax.device_put(jax.random.wrap_key_data(tree['rng']), self.replicated)
+    self.base_key = shd.put(jax.random.wrap_key_data(tree['rng']), self.replicated)
     self.step = int(meta['step'])
     self.train_stream.restore(meta['data'])
     if self.curriculum is not None:
@@ -419,8 +420,10 @@ class Trainer:
     for position in range(cfg.warmup.steps):
       prompts = self.warmup_stream.next()
       examples = prompts.examples
+      first = jax.process_index() * len(examples)  # answers seeded by the row's place in the global batch
       targets = [self.tokenizer.encode(self.task.random_answer_completion(e['meta'], seed=position * 7919 + i),
-                                       add_special_tokens=False) + [self.eos_id] for i, e in enumerate(examples)]
+                                       add_special_tokens=False) + [self.eos_id]
+                 for i, e in enumerate(examples, start=first)]
       tokens = np.full((len(targets), steps), self.pad_id, np.int32)
       lengths = np.array([min(len(t), steps) for t in targets])
       for row, target in enumerate(targets):
@@ -438,10 +441,12 @@ class Trainer:
     out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), self.base_key, self.greedy)
     tokens, lengths = _host(out.tokens), _host(out.lengths)
     scores = self.score(self.decode(tokens, lengths), [e['meta'] for e in batch.examples])
+    scores = shd.all_rows(scores)  # the whole eval batch: every process's rows
     row = {**{f'eval_{k}': v for k, v in self._summary(scores).items()},
            'eval_reward_mean': float(np.nanmean(scores['total']))}
     domains = _example_domains(batch.examples)
     if domains is not None:  # eval_domain/<d>/{prompts, reward_mean, accuracy}
+      domains = shd.all_rows(domains)
       column = lambda name: np.nan_to_num(scores[name], nan=0.0).reshape(-1, 1)
       per_domain = _domain_metrics(domains, column('total'), column(self.metric_rewards['accuracy']))
       row.update({f'eval_{k}': v for k, v in per_domain.items()})
@@ -524,14 +529,18 @@ class Trainer:
     t3 = time.perf_counter()
     # Task metrics over every offered completion: with dynamic sampling the trained batch is a biased
     # pick (groups with a spread), so only all offered rounds together say how the policy does.
-    offered_total = np.nan_to_num(offered.scores['total'], nan=0.0)
+    # The logged metrics are the whole batch's: every process's rows (with one process, its own).
+    offered_scores, offered_lengths, offered_finished, group_std = shd.all_rows(
+        (offered.scores, offered.lengths, offered.finished, group_std))
+    offered_column = lambda name: np.nan_to_num(offered_scores[name], nan=0.0).reshape(-1, groups)  # [P, G]
+    offered_total = np.nan_to_num(offered_scores['total'], nan=0.0)
     row = {
         'reward_mean': float(offered_total.mean()), 'reward_std': float(offered_total.std()),
-        **self._summary(offered.scores, metric_rewards),
-        'reward_failures': float(offered.scores.get('failures', 0)),
-        **rewards.batch_metrics(offered.scores),  # every reward and sub-score, failure and timeout counts
+        **self._summary(offered_scores, metric_rewards),
+        'reward_failures': float(offered_scores.get('failures', 0)),
+        **rewards.batch_metrics(offered_scores),  # every reward and sub-score, failure and timeout counts
         'frac_reward_zero_std': float((group_std < 1e-8).mean()),  # of the trained batch
-        'completion_length': float(offered.lengths.mean()), 'truncated_rate': float(1 - offered.finished.mean()),
+        'completion_length': float(offered_lengths.mean()), 'truncated_rate': float(1 - offered_finished.mean()),
         'sampler_compilations': self.sampler.compilations,  # bounded by the prompt buckets
         **times, 'time_update': t3 - t2, 'time_step': t3 - t0,
         **sampling_metrics,  # dynamic_sampling/{kept, filled, rounds, offered, dropped_*, surplus}
@@ -542,13 +551,14 @@ class Trainer:
       row['batch_reward_mean'] = float(total.mean())
     if self.from_rows:
       row['data/dropped'] = float(self.train_stream.dropped)  # over-long prompts so far (never truncated)
-    row.update(shaping_metrics)  # reward_shaped_mean and shaping/<scheme>/<metric>
+    row.update(shd.process_mean(shaping_metrics))  # reward_shaped_mean and shaping/<scheme>/<metric>
     domains = _example_domains(offered.examples)  # tasks with domains: per-domain metrics, curriculum or not
     if domains is not None:
-      row.update(_domain_metrics(domains, offered.column('total'), offered.column(metric_rewards['accuracy'])))
+      domains = shd.all_rows(domains)
+      row.update(_domain_metrics(domains, offered_column('total'), offered_column(metric_rewards['accuracy'])))
     if self.curriculum is not None:
       row.update(plan.metrics)
-      columns = {'accuracy': offered.column(metric_rewards['accuracy']), 'length': offered.lengths.reshape(-1, groups)}
+      columns = {'accuracy': offered_column(metric_rewards['accuracy']), 'length': offered_lengths.reshape(-1, groups)}
       if domains is not None:
         columns['domain'] = domains
       self.curriculum.observe(self.step, row, columns)
@@ -597,17 +607,19 @@ class Trainer:
     os.makedirs(self.workdir, exist_ok=True)
     start = time.time()
     resumed = self.maybe_restore()
-    writer = metrics.MetricsWriter(self.workdir)
+    primary = jax.process_index() == 0  # writes the run's files (metrics, samples, plot) for every process
+    writer = metrics.MetricsWriter(self.workdir, active=primary)
     if resumed:  # rows written after the checkpoint by the interrupted run are written again
       for name in ('metrics.jsonl', 'samples.jsonl'):
-        metrics.truncate_after(os.path.join(self.workdir, name), self.step)
+        if primary:
+          metrics.truncate_after(os.path.join(self.workdir, name), self.step)
     else:
       logging.info('model %s: %.2fM parameters', cfg.model.preset, self.num_params / 1e6)
       if cfg.warmup.steps:
         self.warmup()
       self._write_eval(writer)
       self.save()
-    bar = metrics.ProgressBar(total=cfg.train.steps, initial=self.step)
+    bar = metrics.ProgressBar(total=cfg.train.steps, initial=self.step, disable=None if primary else True)
     try:
       while self.step < cfg.train.steps:
         row, texts = self.rl_step()
@@ -624,8 +636,11 @@ class Trainer:
     finally:
       bar.close()
       writer.close()
-    rows = metrics.read_metrics(os.path.join(self.workdir, 'metrics.jsonl'))
-    metrics.plot_metrics(os.path.join(self.workdir, 'metrics.jsonl'), os.path.join(self.workdir, 'rewards.png'))
+    path = os.path.join(self.workdir, metrics.METRICS_FILE)
+    if not primary:  # the rows process 0 wrote, where this process sees its files (a shared workdir)
+      return metrics.read_metrics(path) if os.path.exists(path) else []
+    rows = metrics.read_metrics(path)
+    metrics.plot_metrics(path, os.path.join(self.workdir, 'rewards.png'))
     summary = metrics.format_summary(rows)
     print(summary + f'\nwall time this invocation: {time.time() - start:.0f} s; workdir: {self.workdir}')
     return rows

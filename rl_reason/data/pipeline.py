@@ -17,6 +17,8 @@ import numpy as np
 
 from rl_reason import models
 from rl_reason.data import image_processor, processor
+from rl_reason.parallel import sharding as shd
+from rl_reason.sampling import buckets as buckets_lib
 
 SPLITS = {'train': 0, 'eval': 1, 'warmup': 2}
 DOMAIN = 'domain'  # meta key: the domain an example was drawn from (domain-weighted sampling, per-domain metrics)
@@ -59,13 +61,25 @@ class PromptEncoder:
                                            int(grid_h) * self.image_cfg.patch_size]
       merge = self.image_cfg.merge_size if self.image_cfg else 1
       sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge))
-    length = processor.bucket_length(max(map(len, sequences)), self.buckets)
+    # Every process's share of a batch pads to one length (and, below, one image width): the global
+    # arrays are built from the shares.
+    length = processor.bucket_length(shd.agree_max(max(map(len, sequences)))[0], self.buckets)
     input_ids, attention_mask = processor.pad_batch(sequences, length=length, pad_id=self.pad_id, side='left')
     pixel_values = grid_thw = None
     if images:
       pixel_values = np.concatenate([p['pixel_values'] for p in images])
       grid_thw = np.concatenate([p['image_grid_thw'] for p in images])
-    return models.prepare_inputs(self.model_cfg, input_ids, attention_mask, pixel_values, grid_thw)
+    inputs = models.prepare_inputs(self.model_cfg, input_ids, attention_mask, pixel_values, grid_thw)
+    if self.model_cfg.vision is not None:
+      local = inputs['vision']['patches'].shape[1] if 'vision' in inputs else 0
+      patches, some_without = shd.agree_max(local, int('vision' not in inputs))
+      if patches and some_without:
+        raise ValueError('the prompts of some processes hold images and those of others none: a batch that '
+                         'mixes image and text-only prompts across processes is not supported')
+      if patches > local:
+        inputs['vision'] = buckets_lib.pad_vision(inputs['vision'], patches=patches,
+                                                  merge_unit=self.model_cfg.vision.merge_unit)
+    return inputs
 
 
 class PromptStream:

@@ -144,21 +144,127 @@ def batch_divisor(mesh: Mesh, rules=DEFAULT_RULES) -> int:
   return math.prod(mesh.shape[a] for a in _mesh_axes_for(BATCH, dict(rules)))
 
 
+def prompt_row_dim(path: tuple) -> int:
+  """The row dimension of a prompt array at `path` (a models.prepare_inputs dict, or one nested in a
+  batch): 1 for the text `positions` [3, B, T], 0 for the rest (`vision/positions` [B, P, 2] too)."""
+  keys = [getattr(entry, 'key', None) for entry in path]
+  return 1 if keys[-1:] == ['positions'] and keys[-2:-1] != ['vision'] else 0
+
+
 def host_to_global(tree: dict[str, Any], mesh: Mesh, rules=DEFAULT_RULES) -> dict[str, Any]:
   """Host arrays holding this process's rows -> global arrays sharded over the batch axes.
 
-  Every array's batch dimension is 0, except `positions` [3, B, T] (dimension 1). Each process
-  passes only its own rows, so multi-host feeding needs no gather.
+  Every array's batch dimension is 0, except the text `positions` [3, B, T] (dimension 1). Each
+  process passes only its own rows, so multi-host feeding needs no gather; the shares' other
+  dimensions must agree (`agree_max`).
   """
 
   def put(path, value):
     value = np.asarray(value)
-    dim = 1 if getattr(path[-1], 'key', None) == 'positions' else 0
+    dim = prompt_row_dim(path)
     global_rows = value.shape[dim] * jax.process_count()
     sharding = batch_sharding(mesh, value.ndim, dim, rules, batch_size=global_rows)
     return jax.make_array_from_process_local_data(sharding, value)
 
   return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def put(tree: Any, shardings: Any) -> Any:
+  """jax.device_put onto a mesh, also one that spans several processes.
+
+  `shardings` is one sharding for every leaf or a tree of them. With one process this is
+  jax.device_put. With several, a process cannot put its own jax arrays on devices another
+  process owns, so each leaf goes through host memory, one leaf at a time; every process must
+  then pass the same values (parameters initialised from one seed, the key of one seed).
+  Typed PRNG keys travel as their key data.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(tree, shardings)
+
+  def one(value, sharding):
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(value), sharding), impl=jax.random.key_impl(value))
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+      return jax.device_put(value, sharding)  # already global: a reshard
+    return jax.device_put(np.asarray(value), sharding)
+
+  if isinstance(shardings, jax.sharding.Sharding):
+    return jax.tree.map(lambda value: one(value, shardings), tree)
+  return jax.tree.map(one, tree, shardings)
+
+
+def host_rows(x: Any) -> np.ndarray:
+  """This process's rows of an array split over the batch axes in dimension 0, as numpy.
+
+  The inverse of `host_to_global` for one leaf: with one process the whole array; with several,
+  the rows of the shards this process holds, in order, which are the rows it fed (a process's
+  devices hold one contiguous block of rows). Replicated arrays come back whole.
+  """
+  if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+    return np.asarray(jax.device_get(x))
+  blocks = {}
+  for shard in x.addressable_shards:
+    rows = shard.index[0] if shard.index else slice(None)
+    if shard.data.shape[1:] != x.shape[1:]:
+      raise ValueError(f'host_rows: a {x.shape} array split beyond its rows ({shard.data.shape} per shard)')
+    blocks.setdefault(rows.start or 0, shard.data)
+  starts = sorted(blocks)
+  return np.concatenate([np.asarray(blocks[start]) for start in starts], axis=0)
+
+
+def agree_max(*sizes: int) -> tuple[int, ...]:
+  """Each size's maximum over the processes (the sizes themselves with one process).
+
+  Every process pads its share of a batch to the same shapes (prompt length, image patches per
+  row): the global array is built from the shares, whose shapes must agree. A collective: every
+  process calls it, in the same order.
+  """
+  if jax.process_count() == 1:
+    return tuple(int(s) for s in sizes)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  gathered = np.asarray(multihost_utils.process_allgather(np.asarray(sizes, np.int64)))  # [processes, n]
+  return tuple(int(s) for s in gathered.reshape(-1, len(sizes)).max(axis=0))
+
+
+def all_rows(tree: Any) -> Any:
+  """Every process's rows of a tree of host arrays, concatenated along dimension 0 in process order.
+
+  With one process the tree itself. 0-d leaves are counts and come back summed; string arrays
+  travel as code points. A collective (every process calls it, in the same order), used for what
+  is logged (the whole batch's rewards and lengths), never for what is trained: each process
+  trains on the rows it holds.
+  """
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+  def gather(leaf):
+    leaf = np.asarray(leaf)
+    if leaf.ndim == 0:
+      return np.asarray(multihost_utils.process_allgather(leaf)).sum(axis=0)
+    if leaf.dtype.kind == 'U':
+      width = max(agree_max(leaf.dtype.itemsize // 4)[0], 1)
+      codes = leaf.astype(f'<U{width}').view(np.uint32).reshape(*leaf.shape, width)
+      return gather(codes).view(f'<U{width}').reshape(-1, *leaf.shape[1:])
+    return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+  return jax.tree.map(gather, tree)
+
+
+def process_mean(values: dict[str, float]) -> dict[str, float]:
+  """Each value's mean over the processes (NaN where every process has NaN); the values with one process.
+
+  For per-process summaries of equal shares (a mean over a process's rows is then exact); a
+  collective with the same keys, in the same order, on every process.
+  """
+  if jax.process_count() == 1 or not values:
+    return dict(values)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  local = np.asarray(list(values.values()), np.float32)  # what the collective carries without x64
+  gathered = np.asarray(multihost_utils.process_allgather(local)).reshape(-1, len(local))
+  finite = np.isfinite(gathered)
+  means = np.where(finite, gathered, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+  return {key: float(mean) if finite[:, i].any() else float('nan') for i, (key, mean) in enumerate(zip(values, means))}
 
 
 def optimizer_shardings(tx, params, param_shardings, mesh: Mesh):

@@ -44,7 +44,7 @@ def get_sampler(model: Model, *, mesh: jax.sharding.Mesh | None = None,
 
 def _put_rows(path, x, *, mesh, rules):
   """Places a prompt array with its row dimension (1 for positions [3, P, T], else 0) over the batch axes."""
-  dim = 1 if getattr(path[-1], 'key', None) == 'positions' else 0
+  dim = shd.prompt_row_dim(path)
   return jax.device_put(x, shd.batch_sharding(mesh, x.ndim, dim, rules, batch_size=x.shape[dim]))
 
 
@@ -126,7 +126,7 @@ def prepare_generation(model: Model, input_ids, attention_mask, *, max_new_token
   graphdef, params = nnx.split(model)
   sampler = _sampler_for(graphdef, mesh, tuple(rules))
   if mesh is not None:
-    params = jax.device_put(params, shd.state_shardings(params, mesh, rules))
+    params = shd.put(params, shd.state_shardings(params, mesh, rules))
     inputs = jax.tree_util.tree_map_with_path(functools.partial(_put_rows, mesh=mesh, rules=rules), inputs)
   return PreparedGeneration(sampler=sampler, params=params, inputs=inputs, cfg=cfg, max_new_tokens=max_new_tokens,
                             rows=num_prompts * num_samples)

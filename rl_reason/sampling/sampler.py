@@ -361,6 +361,13 @@ class Sampler:
     return self._constrain_cache(map_cache(lambda x, _, slot_axis: _pad_slots(x, slot_axis, extra), cache))
 
   # ------------------------------------------------------------------ host driver
+  @staticmethod
+  def _all_done(done: jax.Array) -> bool:
+    """Has every row [B] finished? A host read (no eager op) where this process holds every row."""
+    if done.is_fully_addressable:
+      return bool(jax.device_get(done).all())
+    return bool(_all_rows_done(done))  # rows on other processes' devices: reduced on the devices
+
   def prefill(self, params: nnx.State, prompt: dict[str, Any], rng: jax.Array | int, cfg: SamplingConfig,
               *, max_new_tokens: int | None = None) -> DecodeState:
     """Encodes images, prefills the P prompts once, fans the cache out to P*G rows, samples token 0."""
@@ -381,8 +388,8 @@ class Sampler:
     prompt_len = state.cache['valid'].shape[1] - capacities[0]
     for i, capacity in enumerate(capacities):
       if i > 0:
-        step, limit, done = jax.device_get((state.step, state.limit, state.done))  # no eager op: [B] bools
-        if done.all() or step >= limit:
+        step, limit = jax.device_get((state.step, state.limit))
+        if step >= limit or self._all_done(state.done):
           break  # every row ended inside the previous stage
         state = dataclasses.replace(state, cache=self._grow(state.cache, prompt_len + capacity))
       state = self._decode(params, state, cfg, capacity)
@@ -408,6 +415,9 @@ class Sampler:
     state = self.decode(params, self.prefill(params, prompt, rng, cfg, max_new_tokens=max_new_tokens), cfg)
     return SampleOutput(tokens=state.tokens, logprobs=state.logprobs, lengths=state.lengths,
                         finish_reason=state.finish_reason, entropy=state.entropy, steps=state.step)
+
+
+_all_rows_done = jax.jit(jnp.all)  # a replicated scalar every process can read
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,153 @@
+"""Two JAX processes on loopback (gloo), one CPU device each: the multi-host path of the library and the loop.
+
+The workers run as subprocesses with one CPU device each (the suite's 8 fake devices stay in this
+process). The references are the same computations in one process.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from rl_reason import metrics, models, sampling, train
+from rl_reason.parallel import sharding as shd
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The suite's compile-time flags without its device count: each worker process has one CPU device.
+WORKER_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _env(**extra) -> dict[str, str]:
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES')}
+  return dict(env, XLA_FLAGS=WORKER_XLA_FLAGS, JAX_PLATFORMS='cpu', **extra)
+
+
+def _run_together(commands: list[list[str]], envs: list[dict[str, str]], timeout: int) -> None:
+  """Starts every command at once, waits for all; a failure shows each process's output tail."""
+  procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for cmd, env in zip(commands, envs)]
+  outputs = []
+  try:
+    for proc in procs:
+      outputs.append(proc.communicate(timeout=timeout)[0])
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+  failed = [i for i, proc in enumerate(procs) if proc.returncode != 0]
+  assert not failed, '\n'.join(f'--- process {i} (exit {procs[i].returncode}):\n{outputs[i][-3000:]}' for i in failed)
+
+
+def test_prompt_row_dim_tells_text_positions_from_vision_positions():
+  key = jax.tree_util.DictKey
+  assert shd.prompt_row_dim((key('positions'),)) == 1
+  assert shd.prompt_row_dim((key('prompt'), key('positions'))) == 1
+  assert shd.prompt_row_dim((key('vision'), key('positions'))) == 0
+  assert shd.prompt_row_dim((key('prompt'), key('vision'), key('positions'))) == 0
+  assert shd.prompt_row_dim((key('prompt'), key('input_ids'))) == 0
+
+
+def test_helpers_are_the_identity_with_one_process():
+  tree = dict(a=np.arange(3), n=np.int32(2), s=np.array(['x', 'yy']))
+  assert shd.all_rows(tree) is tree
+  assert shd.agree_max(3, 5) == (3, 5)
+  assert shd.process_mean({'x': 1.5}) == {'x': 1.5}
+  mesh = shd.make_mesh(shd.MeshConfig(data=-1))
+  placed = shd.host_to_global(dict(tokens=np.arange(16).reshape(8, 2)), mesh)
+  np.testing.assert_array_equal(shd.host_rows(placed['tokens']), np.arange(16).reshape(8, 2))
+
+
+@pytest.fixture(scope='module')
+def two_processes(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('multiprocess')
+  port = _free_port()
+  outs = [str(tmp / f'process{i}.json') for i in range(2)]
+  _run_together([[sys.executable, 'tests/multiprocess_worker.py', str(i), str(port), outs[i]] for i in range(2)],
+                [_env()] * 2, timeout=300)
+  results = []
+  for out in outs:
+    with open(out) as f:
+      results.append(json.load(f))
+  return results
+
+
+def test_two_processes_each_feed_and_read_back_their_own_rows(two_processes):
+  for i, result in enumerate(two_processes):
+    assert (result['process_index'], result['process_count'], result['devices'], result['local_devices']) == (i, 2, 2, 1)
+    assert result['global_shapes'] == {"['prompt']['input_ids']": [4, 5], "['prompt']['positions']": [3, 4, 5],
+                                       "['prompt']['vision']['positions']": [4, 7, 2], "['tokens']": [4, 3]}
+    first = 2 * i
+    assert result['input_ids_back'] == np.arange(first * 5, first * 5 + 10).reshape(2, 5).tolist()
+    assert result['tokens_back'] == [[10 + i] * 3] * 2
+
+
+def test_two_processes_gather_agree_and_average(two_processes):
+  for result in two_processes:
+    assert result['all_rows'] == {'score': [0.5, 1.5, 1.5, 2.5], 'failures': 3, 'domain': ['a', 'b', 'aaaa', 'b']}
+    assert result['agree_max'] == [7, 7]
+    mean = result['process_mean']
+    assert mean['x'] == 0.5 and mean['only_one'] == 2.0 and mean['none'] != mean['none']  # NaN
+
+
+def test_two_processes_place_params_and_keys_from_their_own_copies(two_processes):
+  for result in two_processes:
+    assert result['params_equal'] and result['params_global']
+    assert result['key_data'] == np.asarray(jax.random.key_data(jax.random.key(3))).tolist()
+
+
+def test_generate_over_two_processes_gives_the_tokens_of_one(two_processes):
+  cfg = models.ModelConfig(text=models.TextConfig(
+      vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+      num_key_value_heads=2, rope_theta=10000.0, mrope_section=None, tie_word_embeddings=True))
+  rng = np.random.RandomState(0)
+  ids = rng.randint(1, 64, (4, 6))
+  mask = np.ones_like(ids)
+  mask[0, :2] = 0
+  out = sampling.generate(models.create(cfg, seed=0), ids, mask, max_new_tokens=160, temperature=1.0, rng=5,
+                          num_samples=2, eos_token_ids=(7,))
+  tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+  assert 1 < lengths.min() < 160  # rows end at EOS in different stages of the cache
+  for i, result in enumerate(two_processes):  # process i holds rows 4i .. 4i + 3 (2 prompts x 2 samples)
+    np.testing.assert_array_equal(result['tokens'], tokens[4 * i:4 * i + 4])
+    np.testing.assert_array_equal(result['lengths'], lengths[4 * i:4 * i + 4])
+
+
+_LOOP_FLAGS = ['--config=configs/vlm_grpo.py:tiny_2x1', '--config.warmup.steps=3', '--config.warmup.batch_size=8',
+               '--config.rollout.batch_size=16', '--config.rollout.num_generations=4',
+               '--config.rollout.max_new_tokens=12', '--config.train.eval_every=2', '--config.train.eval_size=8',
+               '--config.train.sample_every=2', '--config.train.checkpoint_every=2']
+
+
+@pytest.mark.slow
+def test_the_loop_on_two_processes_resumes_and_matches_one_process_on_two_devices(tmp_path):
+  """main as two processes (one CPU device each): 2 steps, then resumed to 4; the metrics equal those of
+  one process with two CPU devices, the same mesh."""
+  main = [sys.executable, '-m', 'rl_reason.main', *_LOOP_FLAGS]
+  workdir = str(tmp_path / 'two_processes')
+  for steps in (2, 4):
+    port = _free_port()
+    envs = [_env(JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}', JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i),
+                 JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo') for i in range(2)]
+    _run_together([main + [f'--config.train.steps={steps}', f'--workdir={workdir}']] * 2, envs, timeout=600)
+  reference = str(tmp_path / 'one_process')
+  _run_together([main + ['--config.train.steps=4', f'--workdir={reference}']], [_env(JAX_NUM_CPU_DEVICES='2')],
+                timeout=600)
+  ours, theirs = (metrics.read_metrics(os.path.join(w, 'metrics.jsonl')) for w in (workdir, reference))
+  assert [r['step'] for r in ours] == [r['step'] for r in theirs] == [0, 1, 2, 2, 3, 4, 4]
+  for a, b in zip(ours, theirs):
+    a, b = ({k: v for k, v in row.items() if k not in train.PROCESS_KEYS} for row in (a, b))
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=f'step {a["step"]} {key}')
+  assert os.path.exists(os.path.join(workdir, 'rewards.png'))
