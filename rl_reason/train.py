@@ -144,18 +144,12 @@ class Trainer:
     self.metric_rewards = _metric_rewards(self.task, self.reward_weights)
     # Reward shaping between scoring and advantages (lengths, groups, log-probs); its rewards are scored too.
     self.shaper = rewards.shapers.Shaper(cfg.shaping)
-    if self.shaper.batch_level and jax.process_count() > 1:
-      raise ValueError(f'shaping {self.shaper.batch_level} reads statistics of the whole batch, but each process '
-                       'sees only its share; multi-process runs need them all-gathered (not implemented)')
     self._token_texts: dict[int, str] = {}
     # Adaptive entropy control (rl.entropy_target > 0): a host-side coefficient, checkpointed with the run.
     loss_cfg = cfg.loss
     self.entropy_control = (entropy_control.EntropyController(
         target=loss_cfg.entropy_target, delta=loss_cfg.entropy_coef_delta, max_coef=loss_cfg.entropy_coef_max,
         coef=loss_cfg.entropy_coef) if loss_cfg.adaptive_entropy else None)
-    if self.entropy_control is not None and jax.process_count() > 1:
-      raise ValueError('rl.entropy_target > 0 steers the coefficient by the entropy of this process\'s rollouts; '
-                       'multi-process runs need it all-reduced (not implemented)')
     probe = self.task.example(0)
     self._check_rewards(self.reward_weights, self.metric_rewards, probe['meta'])
     self.curriculum = self._build_curriculum()
@@ -300,8 +294,6 @@ class Trainer:
     if curricula.base.LASER_TARGETS in curriculum.controls():
       raise ValueError(f'curriculum {spec.get("name")!r} sets LASER-D length targets, which the training loop does '
                        'not feed; select the shaping scheme laser_d or laser_de, which keeps its own target updater')
-    if jax.process_count() > 1:
-      raise ValueError('curricula observe this process\'s metrics only; multi-process runs need them all-gathered')
     if self.from_rows:  # run_config refused curricula that switch tasks or draw domains: the rows stay the rows
       return curriculum
     self._task_cache = {}
@@ -495,9 +487,12 @@ class Trainer:
                                                 rollout.scores)
     total = np.nan_to_num(scores['total'], nan=0.0)
     # The advantages see the shaped reward; the logged task metrics (reward_mean, ...) stay the task's.
+    # Shaping sees the whole batch (some schemes rank or pool groups across it, and their metrics are
+    # the batch's); each process trains on its own rows of the result.
+    whole = shd.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens, logprobs=rollout.logprobs))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(
-        total=total, scores=scores, lengths=lengths, tokens=tokens, logprobs=rollout.logprobs,
-        num_generations=groups, step=self.step, token_text=self._token_text))
+        **whole, num_generations=groups, step=self.step, token_text=self._token_text))
+    trained = shd.process_rows(trained, len(total))
     group_std = trained.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
     loss_cfg = cfg.loss
@@ -508,7 +503,8 @@ class Trainer:
     update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
     control_metrics = {}
     if self.entropy_control is not None:  # this rollout's token entropy, estimated from the sampled tokens
-      sampled_entropy = entropy_control.sampled_entropy(rollout.logprobs, completion_mask)
+      # the whole batch's: every process steers the one coefficient the update takes as a replicated scalar
+      sampled_entropy = entropy_control.sampled_entropy(*shd.all_rows((rollout.logprobs, completion_mask)))
       coef = self.entropy_control.step(sampled_entropy)
       update_batch['entropy_coef'] = jax.device_put(np.float32(coef), self.replicated)
       control_metrics = {'entropy_sampled': sampled_entropy}
@@ -550,8 +546,9 @@ class Trainer:
     if sampling_metrics:
       row['batch_reward_mean'] = float(total.mean())
     if self.from_rows:
-      row['data/dropped'] = float(self.train_stream.dropped)  # over-long prompts so far (never truncated)
-    row.update(shd.process_mean(shaping_metrics))  # reward_shaped_mean and shaping/<scheme>/<metric>
+      # over-long prompts so far (never truncated), every process's
+      row['data/dropped'] = float(shd.all_rows(np.int64(self.train_stream.dropped)))
+    row.update(shaping_metrics)  # reward_shaped_mean and shaping/<scheme>/<metric>
     domains = _example_domains(offered.examples)  # tasks with domains: per-domain metrics, curriculum or not
     if domains is not None:
       domains = shd.all_rows(domains)

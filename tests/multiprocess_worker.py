@@ -39,12 +39,12 @@ result['input_ids_back'] = shd.host_rows(placed['prompt']['input_ids']).tolist()
 result['tokens_back'] = shd.host_rows(placed['tokens']).tolist()
 
 # all_rows: rows of every process in process order, 0-d counts summed, strings of different widths.
-rows = shd.all_rows(dict(score=np.array([0.5, 1.5]) + process_id, failures=np.int32(1 + process_id),
-                         domain=np.array(['a' * (1 + 3 * process_id), 'b'])))
+rows = shd.all_rows(dict(score=np.array([0.5, 1.5]) + process_id + 0.1, failures=np.int32(1 + process_id),
+                         domain=np.array(['a' * (1 + 3 * process_id), 'b']), big=np.int64(2**40 + process_id)))
 result['all_rows'] = {key: value.tolist() for key, value in rows.items()}
+result['all_rows_dtypes'] = {key: str(value.dtype) for key, value in rows.items()}
 result['agree_max'] = list(shd.agree_max(3 + 4 * process_id, 7 - process_id))
-result['process_mean'] = shd.process_mean({'x': float(process_id), 'only_one': float('nan') if process_id else 2.0,
-                                           'none': float('nan')})
+result['process_rows'] = shd.process_rows(np.arange(8), 4).tolist()
 
 # put: a model's params (initialised alike from one seed on both processes) and a typed key.
 cfg = models.ModelConfig(text=models.TextConfig(

@@ -62,7 +62,7 @@ def test_helpers_are_the_identity_with_one_process():
   tree = dict(a=np.arange(3), n=np.int32(2), s=np.array(['x', 'yy']))
   assert shd.all_rows(tree) is tree
   assert shd.agree_max(3, 5) == (3, 5)
-  assert shd.process_mean({'x': 1.5}) == {'x': 1.5}
+  np.testing.assert_array_equal(shd.process_rows(np.arange(4), 4), np.arange(4))
   mesh = shd.make_mesh(shd.MeshConfig(data=-1))
   placed = shd.host_to_global(dict(tokens=np.arange(16).reshape(8, 2)), mesh)
   np.testing.assert_array_equal(shd.host_rows(placed['tokens']), np.arange(16).reshape(8, 2))
@@ -92,12 +92,14 @@ def test_two_processes_each_feed_and_read_back_their_own_rows(two_processes):
     assert result['tokens_back'] == [[10 + i] * 3] * 2
 
 
-def test_two_processes_gather_agree_and_average(two_processes):
+def test_two_processes_gather_and_agree(two_processes):
   for result in two_processes:
-    assert result['all_rows'] == {'score': [0.5, 1.5, 1.5, 2.5], 'failures': 3, 'domain': ['a', 'b', 'aaaa', 'b']}
+    # float64 exactly (0.6 is not a float32), counts summed, strings of different widths
+    assert result['all_rows'] == {'score': [0.6, 1.6, 1.6, 2.6], 'failures': 3, 'domain': ['a', 'b', 'aaaa', 'b'],
+                                  'big': 2**41 + 1}
+    assert result['all_rows_dtypes'] == {'score': 'float64', 'failures': 'int32', 'domain': '<U4', 'big': 'int64'}
     assert result['agree_max'] == [7, 7]
-    mean = result['process_mean']
-    assert mean['x'] == 0.5 and mean['only_one'] == 2.0 and mean['none'] != mean['none']  # NaN
+  assert two_processes[0]['process_rows'] == [0, 1, 2, 3] and two_processes[1]['process_rows'] == [4, 5, 6, 7]
 
 
 def test_two_processes_place_params_and_keys_from_their_own_copies(two_processes):
@@ -123,31 +125,78 @@ def test_generate_over_two_processes_gives_the_tokens_of_one(two_processes):
     np.testing.assert_array_equal(result['lengths'], lengths[4 * i:4 * i + 4])
 
 
-_LOOP_FLAGS = ['--config=configs/vlm_grpo.py:tiny_2x1', '--config.warmup.steps=3', '--config.warmup.batch_size=8',
-               '--config.rollout.batch_size=16', '--config.rollout.num_generations=4',
-               '--config.rollout.max_new_tokens=12', '--config.train.eval_every=2', '--config.train.eval_size=8',
-               '--config.train.sample_every=2', '--config.train.checkpoint_every=2']
+_LOOP_CONFIG = """
+from configs import vlm_grpo
+
+
+def get_config():
+  c = vlm_grpo.get_config('tiny_2x1')
+  c.warmup.steps = 3
+  c.warmup.batch_size = 8
+  c.rollout.batch_size = 16
+  c.rollout.num_generations = 4
+  c.rollout.max_new_tokens = 12
+  c.train.eval_every = 2
+  c.train.eval_size = 8
+  c.train.sample_every = 2
+  c.train.checkpoint_every = 2
+  if {whole_batch}:  # the parts that read the whole batch: a curriculum, batch-level shaping, entropy control
+    c.curriculum = {{'name': 'threshold', 'levels': ({{'cols': 1}}, {{'cols': 2}}), 'threshold': 0.0,
+                     'metric': 'reward_mean'}}
+    c.shaping = {{'grpo_lambda': {{'correct': 'jigsaw_grid', 'fraction': 0.5}}}}
+    c.rl.entropy_target = 5.0
+    c.rl.entropy_coef = 0.01
+  return c
+"""
+
+
+def _loop(config: str, workdir: str, steps: int, processes: int) -> list[dict]:
+  """main as `processes` processes of one CPU device each, or (1) one process with two CPU devices."""
+  command = [sys.executable, '-m', 'rl_reason.main', f'--config={config}', f'--config.train.steps={steps}',
+             f'--workdir={workdir}']
+  if processes == 1:
+    envs = [_env(JAX_NUM_CPU_DEVICES='2')]
+  else:
+    port = _free_port()
+    envs = [_env(JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}', JAX_NUM_PROCESSES=str(processes),
+                 JAX_PROCESS_ID=str(i), JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo') for i in range(processes)]
+  _run_together([command] * len(envs), envs, timeout=600)
+  return metrics.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+
+
+def _assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
+  assert [r['step'] for r in ours] == [r['step'] for r in theirs]
+  for a, b in zip(ours, theirs):
+    a, b = ({k: v for k, v in row.items() if k not in train.PROCESS_KEYS} for row in (a, b))
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=f'step {a["step"]} {key}')
 
 
 @pytest.mark.slow
 def test_the_loop_on_two_processes_resumes_and_matches_one_process_on_two_devices(tmp_path):
   """main as two processes (one CPU device each): 2 steps, then resumed to 4; the metrics equal those of
   one process with two CPU devices, the same mesh."""
-  main = [sys.executable, '-m', 'rl_reason.main', *_LOOP_FLAGS]
+  config = tmp_path / 'loop_config.py'
+  config.write_text(_LOOP_CONFIG.format(whole_batch=False))
   workdir = str(tmp_path / 'two_processes')
-  for steps in (2, 4):
-    port = _free_port()
-    envs = [_env(JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}', JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i),
-                 JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo') for i in range(2)]
-    _run_together([main + [f'--config.train.steps={steps}', f'--workdir={workdir}']] * 2, envs, timeout=600)
-  reference = str(tmp_path / 'one_process')
-  _run_together([main + ['--config.train.steps=4', f'--workdir={reference}']], [_env(JAX_NUM_CPU_DEVICES='2')],
-                timeout=600)
-  ours, theirs = (metrics.read_metrics(os.path.join(w, 'metrics.jsonl')) for w in (workdir, reference))
-  assert [r['step'] for r in ours] == [r['step'] for r in theirs] == [0, 1, 2, 2, 3, 4, 4]
-  for a, b in zip(ours, theirs):
-    a, b = ({k: v for k, v in row.items() if k not in train.PROCESS_KEYS} for row in (a, b))
-    assert a.keys() == b.keys()
-    for key in a:
-      np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=f'step {a["step"]} {key}')
+  _loop(str(config), workdir, steps=2, processes=2)
+  ours = _loop(str(config), workdir, steps=4, processes=2)
+  theirs = _loop(str(config), str(tmp_path / 'one_process'), steps=4, processes=1)
+  assert [r['step'] for r in ours] == [0, 1, 2, 2, 3, 4, 4]
+  _assert_same_rows(ours, theirs)
   assert os.path.exists(os.path.join(workdir, 'rewards.png'))
+
+
+@pytest.mark.slow
+def test_curricula_batch_shaping_and_entropy_control_see_the_whole_batch_on_two_processes(tmp_path):
+  """A threshold curriculum, GRPO-lambda (ranks the batch's groups) and adaptive entropy control: on two
+  processes their metrics, and so the training they steer, equal those of one process."""
+  config = tmp_path / 'loop_config.py'
+  config.write_text(_LOOP_CONFIG.format(whole_batch=True))
+  ours = _loop(str(config), str(tmp_path / 'two_processes'), steps=3, processes=2)
+  theirs = _loop(str(config), str(tmp_path / 'one_process'), steps=3, processes=1)
+  steps = [r for r in ours if 'reward_mean' in r]
+  assert [r['curriculum/level'] for r in steps] == [0, 1, 1]
+  assert all('shaping/grpo_lambda/selected_groups' in r and 'entropy_sampled' in r for r in steps)
+  _assert_same_rows(ours, theirs)

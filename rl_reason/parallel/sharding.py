@@ -230,7 +230,7 @@ def all_rows(tree: Any) -> Any:
   """Every process's rows of a tree of host arrays, concatenated along dimension 0 in process order.
 
   With one process the tree itself. 0-d leaves are counts and come back summed; string arrays
-  travel as code points. A collective (every process calls it, in the same order), used for what
+  travel as code points, 64-bit numbers as their bits (exact). A collective (every process calls it, in the same order), used for what
   is logged (the whole batch's rewards and lengths), never for what is trained: each process
   trains on the rows it holds.
   """
@@ -241,30 +241,23 @@ def all_rows(tree: Any) -> Any:
   def gather(leaf):
     leaf = np.asarray(leaf)
     if leaf.ndim == 0:
-      return np.asarray(multihost_utils.process_allgather(leaf)).sum(axis=0)
+      return gather(leaf[None]).sum(axis=0).astype(leaf.dtype)
     if leaf.dtype.kind == 'U':
       width = max(agree_max(leaf.dtype.itemsize // 4)[0], 1)
       codes = leaf.astype(f'<U{width}').view(np.uint32).reshape(*leaf.shape, width)
       return gather(codes).view(f'<U{width}').reshape(-1, *leaf.shape[1:])
+    if leaf.dtype.itemsize == 8:  # float64 / int64 as bit pairs: JAX without x64 would round them to 32 bits
+      pairs = np.ascontiguousarray(leaf).view(np.uint32).reshape(*leaf.shape, 2)
+      return gather(pairs).reshape(-1, *leaf.shape[1:], 2).view(leaf.dtype).reshape(-1, *leaf.shape[1:])
     return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
 
   return jax.tree.map(gather, tree)
 
 
-def process_mean(values: dict[str, float]) -> dict[str, float]:
-  """Each value's mean over the processes (NaN where every process has NaN); the values with one process.
-
-  For per-process summaries of equal shares (a mean over a process's rows is then exact); a
-  collective with the same keys, in the same order, on every process.
-  """
-  if jax.process_count() == 1 or not values:
-    return dict(values)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  local = np.asarray(list(values.values()), np.float32)  # what the collective carries without x64
-  gathered = np.asarray(multihost_utils.process_allgather(local)).reshape(-1, len(local))
-  finite = np.isfinite(gathered)
-  means = np.where(finite, gathered, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
-  return {key: float(mean) if finite[:, i].any() else float('nan') for i, (key, mean) in enumerate(zip(values, means))}
+def process_rows(whole: np.ndarray, rows: int) -> np.ndarray:
+  """This process's `rows` rows of a whole-batch host array (`all_rows` of equal shares)."""
+  start = jax.process_index() * rows
+  return whole[start:start + rows]
 
 
 def optimizer_shardings(tx, params, param_shardings, mesh: Mesh):
