@@ -200,3 +200,21 @@ def test_curricula_batch_shaping_and_entropy_control_see_the_whole_batch_on_two_
   assert [r['curriculum/level'] for r in steps] == [0, 1, 1]
   assert all('shaping/grpo_lambda/selected_groups' in r and 'entropy_sampled' in r for r in steps)
   _assert_same_rows(ours, theirs)
+
+
+@pytest.mark.parametrize('env, detect, expected', [
+    ({}, False, None),
+    ({}, True, dict(coordinator_address=None, num_processes=None, process_id=None)),
+    (dict(JAX_COORDINATOR_ADDRESS='10.0.0.1:1234', JAX_NUM_PROCESSES='4', JAX_PROCESS_ID='2'), False,
+     dict(coordinator_address='10.0.0.1:1234', num_processes=4, process_id=2)),
+])
+def test_main_joins_a_multi_process_job_from_env_vars_or_the_cluster(monkeypatch, env, detect, expected):
+  from rl_reason import main  # pylint: disable=g-import-not-at-top
+  for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
+    monkeypatch.delenv(name, raising=False)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda **kwargs: calls.append(kwargs))
+  assert main.maybe_initialize_distributed(detect) == (expected is not None)
+  assert calls == ([] if expected is None else [expected])

@@ -230,9 +230,9 @@ def all_rows(tree: Any) -> Any:
   """Every process's rows of a tree of host arrays, concatenated along dimension 0 in process order.
 
   With one process the tree itself. 0-d leaves are counts and come back summed; string arrays
-  travel as code points, 64-bit numbers as their bits (exact). A collective (every process calls it, in the same order), used for what
-  is logged (the whole batch's rewards and lengths), never for what is trained: each process
-  trains on the rows it holds.
+  travel as code points, 64-bit numbers as their bits (exact). A collective: every process calls
+  it, in the same order. For what reads the whole batch (the logged metrics, reward shaping); what
+  is trained stays each process's own rows (`process_rows` of a whole-batch result).
   """
   if jax.process_count() == 1:
     return tree
