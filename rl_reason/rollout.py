@@ -16,9 +16,11 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from rl_reason.curricula import dynamic_sampling
+from rl_reason.parallel import sharding as shd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,23 @@ def take_groups(rollout: Rollout, groups: Sequence[int]) -> Rollout:
   return Rollout(examples=[rollout.examples[g] for g in groups], tokens=rollout.tokens[rows],
                  logprobs=rollout.logprobs[rows], lengths=rollout.lengths[rows], finished=rollout.finished[rows],
                  texts=[rollout.texts[r] for r in rows], scores=scores)
+
+
+def whole_batch(rollout: Rollout) -> Rollout:
+  """Every process's rows of a round, in process order (the round itself with one process).
+
+  Arrays and 0-d counts go through `shd.all_rows`, examples and texts through `shd.all_objects`;
+  the encoded prompts stay behind (None: each process encodes the share it trains on). A collective.
+  """
+  if jax.process_count() == 1:
+    return rollout
+  tokens, logprobs, lengths, finished, scores = shd.all_rows(
+      (rollout.tokens, rollout.logprobs, rollout.lengths, rollout.finished, dict(rollout.scores)))
+  parts = shd.all_objects([(rollout.examples, rollout.texts)])
+  examples = [e for part_examples, _ in parts for e in part_examples]
+  texts = [t for _, part_texts in parts for t in part_texts]
+  return Rollout(examples=examples, tokens=tokens, logprobs=logprobs, lengths=lengths, finished=finished,
+                 texts=texts, scores=scores)
 
 
 def _pad_columns(x: np.ndarray, width: int, value) -> np.ndarray:

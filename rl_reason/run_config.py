@@ -10,7 +10,6 @@ import dataclasses
 import os
 from typing import Any
 
-import jax
 from ml_collections import config_dict
 
 from rl_reason.models import config as model_config
@@ -290,9 +289,6 @@ def _dynamic_sampling(section: dict[str, Any] | None, rollout: dict[str, Any]):
                        f'set it to one of {list(curricula.dynamic_sampling.METRICS)}')
     return None
   cfg = _build(curricula.dynamic_sampling.DynamicSamplingConfig, section, 'dynamic_sampling')
-  if jax.process_count() > 1:
-    raise ValueError('dynamic_sampling selects groups from this process\'s rollouts only; multi-process runs '
-                     'need the selection all-gathered (not implemented)')
   return cfg
 
 

@@ -476,12 +476,19 @@ class Trainer:
                                  scores=scores, inputs=batch.inputs)
 
     if cfg.dynamic_sampling is None:
-      rollout = offered = generate(0)
+      rollout = offered = generate(0)  # this process's rows
       sampling_metrics = {}
     else:
+      # Every process filters the whole of each round alike, then trains on its equal share of the kept
+      # groups (which may have been sampled on another process).
       column = 'total' if cfg.dynamic_sampling.metric == 'reward' else metric_rewards['accuracy']
       rollout, offered, sampling_metrics = rollout_lib.dynamic_rollout(
-          generate, cfg.dynamic_sampling, cfg.rollout.prompts_per_step, column, self.pad_id)
+          lambda round_index: rollout_lib.whole_batch(generate(round_index)), cfg.dynamic_sampling,
+          cfg.rollout.prompts_per_step, column, self.pad_id)
+      if jax.process_count() > 1:
+        share = cfg.rollout.prompts_per_step // jax.process_count()
+        rollout = rollout_lib.take_groups(rollout, range(jax.process_index() * share, (jax.process_index() + 1) * share))
+    gather = (lambda tree: tree) if cfg.dynamic_sampling is not None else shd.all_rows  # offered: whole or own rows
     inputs = rollout.inputs if rollout.inputs is not None else self.train_stream.encode(rollout.examples)
     tokens, lengths, finished, texts, scores = (rollout.tokens, rollout.lengths, rollout.finished, rollout.texts,
                                                 rollout.scores)
@@ -526,8 +533,8 @@ class Trainer:
     # Task metrics over every offered completion: with dynamic sampling the trained batch is a biased
     # pick (groups with a spread), so only all offered rounds together say how the policy does.
     # The logged metrics are the whole batch's: every process's rows (with one process, its own).
-    offered_scores, offered_lengths, offered_finished, group_std = shd.all_rows(
-        (offered.scores, offered.lengths, offered.finished, group_std))
+    offered_scores, offered_lengths, offered_finished = gather((offered.scores, offered.lengths, offered.finished))
+    group_std = shd.all_rows(group_std)
     offered_column = lambda name: np.nan_to_num(offered_scores[name], nan=0.0).reshape(-1, groups)  # [P, G]
     offered_total = np.nan_to_num(offered_scores['total'], nan=0.0)
     row = {
@@ -544,14 +551,14 @@ class Trainer:
         **update,
     }
     if sampling_metrics:
-      row['batch_reward_mean'] = float(total.mean())
+      row['batch_reward_mean'] = float(shd.all_rows(total).mean())
     if self.from_rows:
       # over-long prompts so far (never truncated), every process's
       row['data/dropped'] = float(shd.all_rows(np.int64(self.train_stream.dropped)))
     row.update(shaping_metrics)  # reward_shaped_mean and shaping/<scheme>/<metric>
     domains = _example_domains(offered.examples)  # tasks with domains: per-domain metrics, curriculum or not
     if domains is not None:
-      domains = shd.all_rows(domains)
+      domains = gather(domains)
       row.update(_domain_metrics(domains, offered_column('total'), offered_column(metric_rewards['accuracy'])))
     if self.curriculum is not None:
       row.update(plan.metrics)

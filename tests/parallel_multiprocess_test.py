@@ -140,11 +140,14 @@ def get_config():
   c.train.eval_size = 8
   c.train.sample_every = 2
   c.train.checkpoint_every = 2
-  if {whole_batch}:  # the parts that read the whole batch: a curriculum, batch-level shaping, entropy control
+  if {whole_batch}:  # what reads the whole batch: a curriculum, batch-level shaping, entropy control, DAPO filter
+    c.reward.weights = {{'jigsaw_grid': 1.0, 'jigsaw_format': 0.5, 'rouge_l': 1.0}}  # graded: spread from step 1
+    c.dynamic_sampling.metric = 'reward'
+    c.dynamic_sampling.prompts_per_round = 8  # two rounds of 8 prompts for the step's 4 kept groups at most
     c.curriculum = {{'name': 'threshold', 'levels': ({{'cols': 1}}, {{'cols': 2}}), 'threshold': 0.0,
                      'metric': 'reward_mean'}}
-    c.shaping = {{'grpo_lambda': {{'correct': 'jigsaw_grid', 'fraction': 0.5}}}}
-    c.rl.entropy_target = 5.0
+    c.shaping = {{'grpo_lambda': {{'correct': 'rouge_l', 'correct_at': 0.05, 'fraction': 0.5}}}}
+    c.rl.entropy_target = 7.0  # above the rollouts' ~6.1 nats: the coefficient grows
     c.rl.entropy_coef = 0.01
   return c
 """
@@ -189,16 +192,19 @@ def test_the_loop_on_two_processes_resumes_and_matches_one_process_on_two_device
 
 
 @pytest.mark.slow
-def test_curricula_batch_shaping_and_entropy_control_see_the_whole_batch_on_two_processes(tmp_path):
-  """A threshold curriculum, GRPO-lambda (ranks the batch's groups) and adaptive entropy control: on two
-  processes their metrics, and so the training they steer, equal those of one process."""
+def test_what_reads_the_whole_batch_sees_it_on_two_processes(tmp_path):
+  """A threshold curriculum, GRPO-lambda (ranks the batch's groups), adaptive entropy control and DAPO
+  dynamic sampling (kept groups move to the process that trains them): on two processes their metrics,
+  and so the training they steer, equal those of one process."""
   config = tmp_path / 'loop_config.py'
   config.write_text(_LOOP_CONFIG.format(whole_batch=True))
   ours = _loop(str(config), str(tmp_path / 'two_processes'), steps=3, processes=2)
   theirs = _loop(str(config), str(tmp_path / 'one_process'), steps=3, processes=1)
   steps = [r for r in ours if 'reward_mean' in r]
   assert [r['curriculum/level'] for r in steps] == [0, 1, 1]
-  assert all('shaping/grpo_lambda/selected_groups' in r and 'entropy_sampled' in r for r in steps)
+  # groups kept from more than one round (the kept groups then sit on either process), the bonus switched on
+  assert all(r['dynamic_sampling/kept'] > 0 for r in steps) and max(r['dynamic_sampling/rounds'] for r in steps) > 1
+  assert steps[-1]['entropy_coef'] > 0 and all('shaping/grpo_lambda/selected_groups' in r for r in steps)
   _assert_same_rows(ours, theirs)
 
 

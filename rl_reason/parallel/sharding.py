@@ -254,6 +254,20 @@ def all_rows(tree: Any) -> Any:
   return jax.tree.map(gather, tree)
 
 
+def all_objects(items: list[Any]) -> list[Any]:
+  """Every process's list of picklable host objects (task examples, texts), joined in process order.
+
+  With one process the list itself. A collective: every process calls it, in the same order.
+  """
+  if jax.process_count() == 1:
+    return items
+  import pickle  # pylint: disable=g-import-not-at-top
+  data = np.frombuffer(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+  width = agree_max(data.size)[0]
+  sizes, padded = all_rows((np.asarray([data.size]), np.pad(data, (0, width - data.size))[None]))
+  return [item for size, row in zip(sizes, padded) for item in pickle.loads(row[:size].tobytes())]
+
+
 def process_rows(whole: np.ndarray, rows: int) -> np.ndarray:
   """This process's `rows` rows of a whole-batch host array (`all_rows` of equal shares)."""
   start = jax.process_index() * rows
