@@ -43,6 +43,9 @@ rows = shd.all_rows(dict(score=np.array([0.5, 1.5]) + process_id + 0.1, failures
                          domain=np.array(['a' * (1 + 3 * process_id), 'b']), big=np.int64(2**40 + process_id)))
 result['all_rows'] = {key: value.tolist() for key, value in rows.items()}
 result['all_rows_dtypes'] = {key: str(value.dtype) for key, value in rows.items()}
+result['all_objects'] = shd.all_objects([{'process': process_id, 'image': np.full((1 + process_id, 2), process_id)}] *
+                                        (1 + process_id))
+result['all_objects'] = [dict(o, image=o['image'].tolist()) for o in result['all_objects']]
 result['agree_max'] = list(shd.agree_max(3 + 4 * process_id, 7 - process_id))
 result['process_rows'] = shd.process_rows(np.arange(8), 4).tolist()
 

@@ -62,6 +62,8 @@ def test_helpers_are_the_identity_with_one_process():
   tree = dict(a=np.arange(3), n=np.int32(2), s=np.array(['x', 'yy']))
   assert shd.all_rows(tree) is tree
   assert shd.agree_max(3, 5) == (3, 5)
+  items = [{'a': 1}]
+  assert shd.all_objects(items) is items
   np.testing.assert_array_equal(shd.process_rows(np.arange(4), 4), np.arange(4))
   mesh = shd.make_mesh(shd.MeshConfig(data=-1))
   placed = shd.host_to_global(dict(tokens=np.arange(16).reshape(8, 2)), mesh)
@@ -99,6 +101,8 @@ def test_two_processes_gather_and_agree(two_processes):
                                   'big': 2**41 + 1}
     assert result['all_rows_dtypes'] == {'score': 'float64', 'failures': 'int32', 'domain': '<U4', 'big': 'int64'}
     assert result['agree_max'] == [7, 7]
+    # picklable objects of different sizes: process 0's one item, then process 1's two
+    assert result['all_objects'] == [{'process': 0, 'image': [[0, 0]]}] + [{'process': 1, 'image': [[1, 1], [1, 1]]}] * 2
   assert two_processes[0]['process_rows'] == [0, 1, 2, 3] and two_processes[1]['process_rows'] == [4, 5, 6, 7]
 
 
