@@ -157,10 +157,10 @@ def get_config():
 """
 
 
-def _loop(config: str, workdir: str, steps: int, processes: int) -> list[dict]:
+def _loop(config: str, workdir: str, steps: int, processes: int, flags: tuple[str, ...] = ()) -> list[dict]:
   """main as `processes` processes of one CPU device each, or (1) one process with two CPU devices."""
   command = [sys.executable, '-m', 'rl_reason.main', f'--config={config}', f'--config.train.steps={steps}',
-             f'--workdir={workdir}']
+             f'--workdir={workdir}', *flags]
   if processes == 1:
     envs = [_env(JAX_NUM_CPU_DEVICES='2')]
   else:
@@ -182,14 +182,16 @@ def _assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
 
 @pytest.mark.slow
 def test_the_loop_on_two_processes_resumes_and_matches_one_process_on_two_devices(tmp_path):
-  """main as two processes (one CPU device each): 2 steps, then resumed to 4; the metrics equal those of
-  one process with two CPU devices, the same mesh."""
+  """main as two processes (one CPU device each), the parameters split over them (fsdp=2): 2 steps, then
+  resumed to 4 (each process saves and restores its shards); the metrics equal those of one process with
+  two CPU devices, the same mesh."""
   config = tmp_path / 'loop_config.py'
   config.write_text(_LOOP_CONFIG.format(whole_batch=False))
   workdir = str(tmp_path / 'two_processes')
-  _loop(str(config), workdir, steps=2, processes=2)
-  ours = _loop(str(config), workdir, steps=4, processes=2)
-  theirs = _loop(str(config), str(tmp_path / 'one_process'), steps=4, processes=1)
+  fsdp = ('--config.mesh.data=1', '--config.mesh.fsdp=2')
+  _loop(str(config), workdir, steps=2, processes=2, flags=fsdp)
+  ours = _loop(str(config), workdir, steps=4, processes=2, flags=fsdp)
+  theirs = _loop(str(config), str(tmp_path / 'one_process'), steps=4, processes=1, flags=fsdp)
   assert [r['step'] for r in ours] == [0, 1, 2, 2, 3, 4, 4]
   _assert_same_rows(ours, theirs)
   assert os.path.exists(os.path.join(workdir, 'rewards.png'))
@@ -198,8 +200,9 @@ def test_the_loop_on_two_processes_resumes_and_matches_one_process_on_two_device
 @pytest.mark.slow
 def test_what_reads_the_whole_batch_sees_it_on_two_processes(tmp_path):
   """A threshold curriculum, GRPO-lambda (ranks the batch's groups), adaptive entropy control and DAPO
-  dynamic sampling (kept groups move to the process that trains them): on two processes their metrics,
-  and so the training they steer, equal those of one process."""
+  dynamic sampling (kept groups move to the process that trains them), rows over 'data' and the
+  parameters replicated: on two processes their metrics, and so the training they steer, equal those of
+  one process."""
   config = tmp_path / 'loop_config.py'
   config.write_text(_LOOP_CONFIG.format(whole_batch=True))
   ours = _loop(str(config), str(tmp_path / 'two_processes'), steps=3, processes=2)
