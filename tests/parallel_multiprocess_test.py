@@ -158,16 +158,19 @@ def get_config():
 
 
 def _loop(config: str, workdir: str, steps: int, processes: int, flags: tuple[str, ...] = ()) -> list[dict]:
-  """main as `processes` processes of one CPU device each, or (1) one process with two CPU devices."""
-  command = [sys.executable, '-m', 'rl_reason.main', f'--config={config}', f'--config.train.steps={steps}',
-             f'--workdir={workdir}', *flags]
+  """main as `processes` processes of one CPU device each (launch/local.sh), or (1) one process with two
+  CPU devices."""
+  main_flags = [f'--config={config}', f'--config.train.steps={steps}', f'--workdir={workdir}', *flags]
   if processes == 1:
-    envs = [_env(JAX_NUM_CPU_DEVICES='2')]
+    _run_together([[sys.executable, '-m', 'rl_reason.main', *main_flags]], [_env(JAX_NUM_CPU_DEVICES='2')],
+                  timeout=600)
   else:
-    port = _free_port()
-    envs = [_env(JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}', JAX_NUM_PROCESSES=str(processes),
-                 JAX_PROCESS_ID=str(i), JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo') for i in range(processes)]
-  _run_together([command] * len(envs), envs, timeout=600)
+    logs = f'{workdir}_logs'
+    result = subprocess.run(['launch/local.sh', str(processes), *main_flags], cwd=REPO, capture_output=True,
+                            text=True, timeout=600, env=_env(PYTHON=sys.executable, LOG_DIR=logs))
+    if result.returncode:
+      tails = [open(os.path.join(logs, name)).read()[-3000:] for name in sorted(os.listdir(logs))]
+      raise AssertionError(f'launch/local.sh exited {result.returncode}: {result.stderr}\n' + '\n---\n'.join(tails))
   return metrics.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
 
 
