@@ -59,6 +59,12 @@ placed_params = shd.put(params, shd.state_shardings(params, mesh))
 same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), shd.host_rows(b))), params, placed_params)
 result['params_equal'] = all(jax.tree.leaves(same))
 result['params_global'] = not any(leaf.is_fully_addressable for leaf in jax.tree.leaves(placed_params))
+# save_pretrained with the parameters split over the two processes (fsdp): gathered, written by process 0.
+fsdp_mesh = shd.make_mesh(shd.MeshConfig(data=1, fsdp=2))
+split_params = shd.put(params, shd.state_shardings(params, fsdp_mesh))
+result['params_split'] = sum(not leaf.is_fully_replicated for leaf in jax.tree.leaves(split_params))
+export_dir = out_path + '.model'
+models.save_pretrained(nnx.merge(nnx.graphdef(model), split_params), export_dir)
 key = shd.put(jax.random.key(3), shd.replicated(mesh))
 result['key_data'] = np.asarray(jax.random.key_data(key)).tolist()
 

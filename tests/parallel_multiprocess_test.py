@@ -14,6 +14,8 @@ import jax
 import numpy as np
 import pytest
 
+from flax import nnx
+
 from rl_reason import metrics, models, sampling, train
 from rl_reason.parallel import sharding as shd
 
@@ -30,7 +32,8 @@ def _free_port() -> int:
 
 def _env(**extra) -> dict[str, str]:
   env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES')}
-  return dict(env, XLA_FLAGS=WORKER_XLA_FLAGS, JAX_PLATFORMS='cpu', **extra)
+  # PYTHONPATH: this checkout's package also for `python tests/multiprocess_worker.py`, whatever is installed
+  return dict(env, XLA_FLAGS=WORKER_XLA_FLAGS, JAX_PLATFORMS='cpu', PYTHONPATH=REPO, **extra)
 
 
 def _run_together(commands: list[list[str]], envs: list[dict[str, str]], timeout: int) -> None:
@@ -70,9 +73,20 @@ def test_helpers_are_the_identity_with_one_process():
   np.testing.assert_array_equal(shd.host_rows(placed['tokens']), np.arange(16).reshape(8, 2))
 
 
+# The worker's tiny text model (tests/multiprocess_worker.py builds the same, seed 0).
+_TINY_TEXT = models.ModelConfig(text=models.TextConfig(
+    vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, rope_theta=10000.0, mrope_section=None, tie_word_embeddings=True))
+
+
 @pytest.fixture(scope='module')
-def two_processes(tmp_path_factory):
-  tmp = tmp_path_factory.mktemp('multiprocess')
+def two_processes_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('multiprocess')
+
+
+@pytest.fixture(scope='module')
+def two_processes(two_processes_dir):
+  tmp = two_processes_dir
   port = _free_port()
   outs = [str(tmp / f'process{i}.json') for i in range(2)]
   _run_together([[sys.executable, 'tests/multiprocess_worker.py', str(i), str(port), outs[i]] for i in range(2)],
@@ -112,15 +126,23 @@ def test_two_processes_place_params_and_keys_from_their_own_copies(two_processes
     assert result['key_data'] == np.asarray(jax.random.key_data(jax.random.key(3))).tolist()
 
 
+def test_save_pretrained_gathers_parameters_split_over_two_processes(two_processes, two_processes_dir):
+  assert all(result['params_split'] > 0 for result in two_processes)
+  assert not (two_processes_dir / 'process1.json.model').exists()  # process 0 writes
+  loaded = models.from_pretrained(str(two_processes_dir / 'process0.json.model'))
+  original = models.create(_TINY_TEXT, seed=0)
+  ours, theirs = (jax.tree_util.tree_flatten_with_path(nnx.state(m))[0] for m in (loaded, original))
+  assert [path for path, _ in ours] == [path for path, _ in theirs]
+  for (path, a), (_, b) in zip(ours, theirs):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+
+
 def test_generate_over_two_processes_gives_the_tokens_of_one(two_processes):
-  cfg = models.ModelConfig(text=models.TextConfig(
-      vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-      num_key_value_heads=2, rope_theta=10000.0, mrope_section=None, tie_word_embeddings=True))
   rng = np.random.RandomState(0)
   ids = rng.randint(1, 64, (4, 6))
   mask = np.ones_like(ids)
   mask[0, :2] = 0
-  out = sampling.generate(models.create(cfg, seed=0), ids, mask, max_new_tokens=160, temperature=1.0, rng=5,
+  out = sampling.generate(models.create(_TINY_TEXT, seed=0), ids, mask, max_new_tokens=160, temperature=1.0, rng=5,
                           num_samples=2, eos_token_ids=(7,))
   tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
   assert 1 < lengths.min() < 160  # rows end at EOS in different stages of the cache

@@ -356,14 +356,15 @@ def from_pretrained(path: str, *, dtype: str = 'float32', mesh: jax.sharding.Mes
 
 
 def save_pretrained(model: Model, path: str, *, max_shard_bytes: int = 2 * 1024**3) -> None:
-  """Writes config.json + safetensors (sharded with an index above max_shard_bytes) for transformers."""
-  os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, 'config.json'), 'w') as f:
-    json.dump(config_to_hf(model.cfg), f, indent=2)
+  """Writes config.json + safetensors (sharded with an index above max_shard_bytes) for transformers.
+
+  In a multi-process run every process calls it (parameters split over processes are gathered one
+  tensor at a time) and process 0 writes the files.
+  """
   shards: list[dict[str, np.ndarray]] = [{}]
   size = 0
   for name, (_, kind, var, index) in convert.hf_targets(model).items():
-    value = np.asarray(jax.device_get(var.get_value() if index is None else var.get_value()[index]))
+    value = shd.to_host(var.get_value() if index is None else var.get_value()[index])
     if value.dtype == jnp.bfloat16:
       value = value.astype(np.float32)  # numpy safetensors cannot write bfloat16
     hf_shape = None
@@ -376,6 +377,11 @@ def save_pretrained(model: Model, path: str, *, max_shard_bytes: int = 2 * 1024*
       size = 0
     shards[-1][name] = array
     size += array.nbytes
+  if jax.process_index() != 0:
+    return
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump(config_to_hf(model.cfg), f, indent=2)
   if len(shards) == 1:
     save_file(shards[0], os.path.join(path, 'model.safetensors'), metadata={'format': 'pt'})
     return

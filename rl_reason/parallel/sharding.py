@@ -212,6 +212,17 @@ def host_rows(x: Any) -> np.ndarray:
   return np.concatenate([np.asarray(blocks[start]) for start in starts], axis=0)
 
 
+def to_host(x: Any) -> np.ndarray:
+  """The whole of a jax array as numpy, also where its shards live on several processes.
+
+  A collective when they do (every process calls it, in the same order, and gets the whole array).
+  """
+  if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+    return np.asarray(jax.device_get(x))
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def agree_max(*sizes: int) -> tuple[int, ...]:
   """Each size's maximum over the processes (the sizes themselves with one process).
 
