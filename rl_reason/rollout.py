@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from rl_reason.curricula import dynamic_sampling
-from rl_reason.parallel import sharding as shd
+from rl_reason.parallel import multihost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +74,15 @@ def take_groups(rollout: Rollout, groups: Sequence[int]) -> Rollout:
 def whole_batch(rollout: Rollout) -> Rollout:
   """Every process's rows of a round, in process order (the round itself with one process).
 
-  Arrays and 0-d counts go through `shd.all_rows`, examples and texts through `shd.all_objects`;
-  the encoded prompts stay behind (None: each process encodes the share it trains on). A collective.
+  Arrays and 0-d counts go through `multihost.all_rows`, examples and texts through
+  `multihost.all_objects`; the encoded prompts stay behind (None: each process encodes the share it
+  trains on). A collective.
   """
   if jax.process_count() == 1:
     return rollout
-  tokens, logprobs, lengths, finished, scores = shd.all_rows(
+  tokens, logprobs, lengths, finished, scores = multihost.all_rows(
       (rollout.tokens, rollout.logprobs, rollout.lengths, rollout.finished, dict(rollout.scores)))
-  parts = shd.all_objects([(rollout.examples, rollout.texts)])
+  parts = multihost.all_objects([(rollout.examples, rollout.texts)])
   examples = [e for part_examples, _ in parts for e in part_examples]
   texts = [t for _, part_texts in parts for t in part_texts]
   return Rollout(examples=examples, tokens=tokens, logprobs=logprobs, lengths=lengths, finished=finished,

@@ -28,6 +28,7 @@ from rl_reason import checkpoint, curricula, metrics, models, optim, rewards, ro
 from rl_reason.data import image_processor, jsonl_source, pipeline, processor as processor_lib, sources as data_sources
 from rl_reason.data import tokenizer as tokenizer_lib
 from rl_reason.parallel import memory
+from rl_reason.parallel import multihost
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
 from rl_reason.rl import entropy_control
@@ -182,7 +183,7 @@ class Trainer:
     self.graphdef, params = nnx.split(model)
     self.param_shardings = shd.state_shardings(params, self.mesh, cfg.mesh.rules)
     self.replicated = shd.replicated(self.mesh)
-    params = shd.put(params, self.param_shardings)
+    params = multihost.put(params, self.param_shardings)
     self.rl_tx = optim.make_optimizer(cfg.optim)
     self.sft_tx = optim.make_optimizer(optim.OptimConfig(
         learning_rate=cfg.warmup.learning_rate, warmup_steps=0, schedule='constant',
@@ -208,7 +209,7 @@ class Trainer:
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
-    self.base_key = shd.put(jax.random.key(cfg.seed), self.replicated)
+    self.base_key = multihost.put(jax.random.key(cfg.seed), self.replicated)
     self.state = dict(params=params, opt_state=opt_state,
                       ref_params=jax.tree.map(jnp.copy, params) if cfg.loss.beta > 0 else None)
     self.step = 0
@@ -371,7 +372,7 @@ class Trainer:
                         **({'ref_params': self.state['ref_params']} if self.state['ref_params'] is not None else {})),
                    flat)
     self.state = dict(params=tree['params'], opt_state=tree['opt_state'], ref_params=tree.get('ref_params'))
-    self.base_key = shd.put(jax.random.wrap_key_data(tree['rng']), self.replicated)
+    self.base_key = multihost.put(jax.random.wrap_key_data(tree['rng']), self.replicated)
     self.step = int(meta['step'])
     self.train_stream.restore(meta['data'])
     if self.curriculum is not None:
@@ -433,12 +434,12 @@ class Trainer:
     out = self.sampler(self.state['params'], shd.host_to_global(batch.inputs, self.mesh), self.base_key, self.greedy)
     tokens, lengths = _host(out.tokens), _host(out.lengths)
     scores = self.score(self.decode(tokens, lengths), [e['meta'] for e in batch.examples])
-    scores = shd.all_rows(scores)  # the whole eval batch: every process's rows
+    scores = multihost.all_rows(scores)  # the whole eval batch: every process's rows
     row = {**{f'eval_{k}': v for k, v in self._summary(scores).items()},
            'eval_reward_mean': float(np.nanmean(scores['total']))}
     domains = _example_domains(batch.examples)
     if domains is not None:  # eval_domain/<d>/{prompts, reward_mean, accuracy}
-      domains = shd.all_rows(domains)
+      domains = multihost.all_rows(domains)
       column = lambda name: np.nan_to_num(scores[name], nan=0.0).reshape(-1, 1)
       per_domain = _domain_metrics(domains, column('total'), column(self.metric_rewards['accuracy']))
       row.update({f'eval_{k}': v for k, v in per_domain.items()})
@@ -487,8 +488,10 @@ class Trainer:
           cfg.rollout.prompts_per_step, column, self.pad_id)
       if jax.process_count() > 1:
         share = cfg.rollout.prompts_per_step // jax.process_count()
-        rollout = rollout_lib.take_groups(rollout, range(jax.process_index() * share, (jax.process_index() + 1) * share))
-    gather = (lambda tree: tree) if cfg.dynamic_sampling is not None else shd.all_rows  # offered: whole or own rows
+        first = jax.process_index() * share
+        rollout = rollout_lib.take_groups(rollout, range(first, first + share))
+    # `offered` is the whole batch after dynamic sampling, else this process's rows
+    gather = (lambda tree: tree) if cfg.dynamic_sampling is not None else multihost.all_rows
     inputs = rollout.inputs if rollout.inputs is not None else self.train_stream.encode(rollout.examples)
     tokens, lengths, finished, texts, scores = (rollout.tokens, rollout.lengths, rollout.finished, rollout.texts,
                                                 rollout.scores)
@@ -496,10 +499,11 @@ class Trainer:
     # The advantages see the shaped reward; the logged task metrics (reward_mean, ...) stay the task's.
     # Shaping sees the whole batch (some schemes rank or pool groups across it, and their metrics are
     # the batch's); each process trains on its own rows of the result.
-    whole = shd.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens, logprobs=rollout.logprobs))
+    whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
+                                    logprobs=rollout.logprobs))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(
         **whole, num_generations=groups, step=self.step, token_text=self._token_text))
-    trained = shd.process_rows(trained, len(total))
+    trained = multihost.process_rows(trained, len(total))
     group_std = trained.reshape(-1, groups).std(axis=1)
     t2 = time.perf_counter()
     loss_cfg = cfg.loss
@@ -511,7 +515,7 @@ class Trainer:
     control_metrics = {}
     if self.entropy_control is not None:  # this rollout's token entropy, estimated from the sampled tokens
       # the whole batch's: every process steers the one coefficient the update takes as a replicated scalar
-      sampled_entropy = entropy_control.sampled_entropy(*shd.all_rows((rollout.logprobs, completion_mask)))
+      sampled_entropy = entropy_control.sampled_entropy(*multihost.all_rows((rollout.logprobs, completion_mask)))
       coef = self.entropy_control.step(sampled_entropy)
       update_batch['entropy_coef'] = jax.device_put(np.float32(coef), self.replicated)
       control_metrics = {'entropy_sampled': sampled_entropy}
@@ -534,7 +538,7 @@ class Trainer:
     # pick (groups with a spread), so only all offered rounds together say how the policy does.
     # The logged metrics are the whole batch's: every process's rows (with one process, its own).
     offered_scores, offered_lengths, offered_finished = gather((offered.scores, offered.lengths, offered.finished))
-    group_std = shd.all_rows(group_std)
+    group_std = multihost.all_rows(group_std)
     offered_column = lambda name: np.nan_to_num(offered_scores[name], nan=0.0).reshape(-1, groups)  # [P, G]
     offered_total = np.nan_to_num(offered_scores['total'], nan=0.0)
     row = {
@@ -551,10 +555,10 @@ class Trainer:
         **update,
     }
     if sampling_metrics:
-      row['batch_reward_mean'] = float(shd.all_rows(total).mean())
+      row['batch_reward_mean'] = float(multihost.all_rows(total).mean())
     if self.from_rows:
       # over-long prompts so far (never truncated), every process's
-      row['data/dropped'] = float(shd.all_rows(np.int64(self.train_stream.dropped)))
+      row['data/dropped'] = float(multihost.all_rows(np.int64(self.train_stream.dropped)))
     row.update(shaping_metrics)  # reward_shaped_mean and shaping/<scheme>/<metric>
     domains = _example_domains(offered.examples)  # tasks with domains: per-domain metrics, curriculum or not
     if domains is not None:

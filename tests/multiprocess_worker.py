@@ -18,6 +18,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from flax import nnx  # pylint: disable=g-import-not-at-top
 
 from rl_reason import models, sampling  # pylint: disable=g-import-not-at-top
+from rl_reason.parallel import multihost  # pylint: disable=g-import-not-at-top
 from rl_reason.parallel import sharding as shd  # pylint: disable=g-import-not-at-top
 
 PROMPTS = 4  # global rows; two per process
@@ -39,15 +40,14 @@ result['input_ids_back'] = shd.host_rows(placed['prompt']['input_ids']).tolist()
 result['tokens_back'] = shd.host_rows(placed['tokens']).tolist()
 
 # all_rows: rows of every process in process order, 0-d counts summed, strings of different widths.
-rows = shd.all_rows(dict(score=np.array([0.5, 1.5]) + process_id + 0.1, failures=np.int32(1 + process_id),
+rows = multihost.all_rows(dict(score=np.array([0.5, 1.5]) + process_id + 0.1, failures=np.int32(1 + process_id),
                          domain=np.array(['a' * (1 + 3 * process_id), 'b']), big=np.int64(2**40 + process_id)))
 result['all_rows'] = {key: value.tolist() for key, value in rows.items()}
 result['all_rows_dtypes'] = {key: str(value.dtype) for key, value in rows.items()}
-result['all_objects'] = shd.all_objects([{'process': process_id, 'image': np.full((1 + process_id, 2), process_id)}] *
-                                        (1 + process_id))
-result['all_objects'] = [dict(o, image=o['image'].tolist()) for o in result['all_objects']]
-result['agree_max'] = list(shd.agree_max(3 + 4 * process_id, 7 - process_id))
-result['process_rows'] = shd.process_rows(np.arange(8), 4).tolist()
+objects = [{'process': process_id, 'image': np.full((1 + process_id, 2), process_id)}] * (1 + process_id)
+result['all_objects'] = [dict(o, image=o['image'].tolist()) for o in multihost.all_objects(objects)]
+result['agree_max'] = list(multihost.agree_max(3 + 4 * process_id, 7 - process_id))
+result['process_rows'] = multihost.process_rows(np.arange(8), 4).tolist()
 
 # put: a model's params (initialised alike from one seed on both processes) and a typed key.
 cfg = models.ModelConfig(text=models.TextConfig(
@@ -55,17 +55,17 @@ cfg = models.ModelConfig(text=models.TextConfig(
     num_key_value_heads=2, rope_theta=10000.0, mrope_section=None, tie_word_embeddings=True))
 model = models.create(cfg, seed=0)
 params = nnx.state(model)
-placed_params = shd.put(params, shd.state_shardings(params, mesh))
+placed_params = multihost.put(params, shd.state_shardings(params, mesh))
 same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), shd.host_rows(b))), params, placed_params)
 result['params_equal'] = all(jax.tree.leaves(same))
 result['params_global'] = not any(leaf.is_fully_addressable for leaf in jax.tree.leaves(placed_params))
 # save_pretrained with the parameters split over the two processes (fsdp): gathered, written by process 0.
 fsdp_mesh = shd.make_mesh(shd.MeshConfig(data=1, fsdp=2))
-split_params = shd.put(params, shd.state_shardings(params, fsdp_mesh))
+split_params = multihost.put(params, shd.state_shardings(params, fsdp_mesh))
 result['params_split'] = sum(not leaf.is_fully_replicated for leaf in jax.tree.leaves(split_params))
 export_dir = out_path + '.model'
 models.save_pretrained(nnx.merge(nnx.graphdef(model), split_params), export_dir)
-key = shd.put(jax.random.key(3), shd.replicated(mesh))
+key = multihost.put(jax.random.key(3), shd.replicated(mesh))
 result['key_data'] = np.asarray(jax.random.key_data(key)).tolist()
 
 # generate over both processes: the whole prompt batch on every process, rows split over the mesh.

@@ -17,6 +17,7 @@ import pytest
 from flax import nnx
 
 from rl_reason import metrics, models, sampling, train
+from rl_reason.parallel import multihost
 from rl_reason.parallel import sharding as shd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,11 +64,11 @@ def test_prompt_row_dim_tells_text_positions_from_vision_positions():
 
 def test_helpers_are_the_identity_with_one_process():
   tree = dict(a=np.arange(3), n=np.int32(2), s=np.array(['x', 'yy']))
-  assert shd.all_rows(tree) is tree
-  assert shd.agree_max(3, 5) == (3, 5)
+  assert multihost.all_rows(tree) is tree
+  assert multihost.agree_max(3, 5) == (3, 5)
   items = [{'a': 1}]
-  assert shd.all_objects(items) is items
-  np.testing.assert_array_equal(shd.process_rows(np.arange(4), 4), np.arange(4))
+  assert multihost.all_objects(items) is items
+  np.testing.assert_array_equal(multihost.process_rows(np.arange(4), 4), np.arange(4))
   mesh = shd.make_mesh(shd.MeshConfig(data=-1))
   placed = shd.host_to_global(dict(tokens=np.arange(16).reshape(8, 2)), mesh)
   np.testing.assert_array_equal(shd.host_rows(placed['tokens']), np.arange(16).reshape(8, 2))
@@ -100,7 +101,8 @@ def two_processes(two_processes_dir):
 
 def test_two_processes_each_feed_and_read_back_their_own_rows(two_processes):
   for i, result in enumerate(two_processes):
-    assert (result['process_index'], result['process_count'], result['devices'], result['local_devices']) == (i, 2, 2, 1)
+    layout = (result['process_index'], result['process_count'], result['devices'], result['local_devices'])
+    assert layout == (i, 2, 2, 1)
     assert result['global_shapes'] == {"['prompt']['input_ids']": [4, 5], "['prompt']['positions']": [3, 4, 5],
                                        "['prompt']['vision']['positions']": [4, 7, 2], "['tokens']": [4, 3]}
     first = 2 * i
@@ -116,7 +118,8 @@ def test_two_processes_gather_and_agree(two_processes):
     assert result['all_rows_dtypes'] == {'score': 'float64', 'failures': 'int32', 'domain': '<U4', 'big': 'int64'}
     assert result['agree_max'] == [7, 7]
     # picklable objects of different sizes: process 0's one item, then process 1's two
-    assert result['all_objects'] == [{'process': 0, 'image': [[0, 0]]}] + [{'process': 1, 'image': [[1, 1], [1, 1]]}] * 2
+    process_1 = {'process': 1, 'image': [[1, 1], [1, 1]]}
+    assert result['all_objects'] == [{'process': 0, 'image': [[0, 0]]}, process_1, process_1]
   assert two_processes[0]['process_rows'] == [0, 1, 2, 3] and two_processes[1]['process_rows'] == [4, 5, 6, 7]
 
 

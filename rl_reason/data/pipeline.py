@@ -17,7 +17,7 @@ import numpy as np
 
 from rl_reason import models
 from rl_reason.data import image_processor, processor
-from rl_reason.parallel import sharding as shd
+from rl_reason.parallel import multihost
 from rl_reason.sampling import buckets as buckets_lib
 
 SPLITS = {'train': 0, 'eval': 1, 'warmup': 2}
@@ -63,7 +63,7 @@ class PromptEncoder:
       sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge))
     # Every process's share of a batch pads to one length (and, below, one image width): the global
     # arrays are built from the shares.
-    length = processor.bucket_length(shd.agree_max(max(map(len, sequences)))[0], self.buckets)
+    length = processor.bucket_length(multihost.agree_max(max(map(len, sequences)))[0], self.buckets)
     input_ids, attention_mask = processor.pad_batch(sequences, length=length, pad_id=self.pad_id, side='left')
     pixel_values = grid_thw = None
     if images:
@@ -72,7 +72,7 @@ class PromptEncoder:
     inputs = models.prepare_inputs(self.model_cfg, input_ids, attention_mask, pixel_values, grid_thw)
     if self.model_cfg.vision is not None:
       local = inputs['vision']['patches'].shape[1] if 'vision' in inputs else 0
-      patches, some_without = shd.agree_max(local, int('vision' not in inputs))
+      patches, some_without = multihost.agree_max(local, int('vision' not in inputs))
       if patches and some_without:
         raise ValueError('the prompts of some processes hold images and those of others none: a batch that '
                          'mixes image and text-only prompts across processes is not supported')

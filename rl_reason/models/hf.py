@@ -27,6 +27,7 @@ from safetensors.numpy import save_file
 from rl_reason.models import convert
 from rl_reason.models.config import ROPE_SCALING_KEYS, ModelConfig, RopeScaling, TextConfig, VisionConfig
 from rl_reason.models.model import DTYPES, Model, create_abstract
+from rl_reason.parallel import multihost
 from rl_reason.parallel import sharding as shd
 
 _REQUIRED = object()
@@ -364,7 +365,7 @@ def save_pretrained(model: Model, path: str, *, max_shard_bytes: int = 2 * 1024*
   shards: list[dict[str, np.ndarray]] = [{}]
   size = 0
   for name, (_, kind, var, index) in convert.hf_targets(model).items():
-    value = shd.to_host(var.get_value() if index is None else var.get_value()[index])
+    value = multihost.to_host(var.get_value() if index is None else var.get_value()[index])
     if value.dtype == jnp.bfloat16:
       value = value.astype(np.float32)  # numpy safetensors cannot write bfloat16
     hf_shape = None

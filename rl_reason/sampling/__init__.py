@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from rl_reason.models import Model, prepare_inputs
+from rl_reason.parallel import multihost
 from rl_reason.parallel import sharding as shd
 from rl_reason.sampling import buckets as buckets_lib
 from rl_reason.sampling.buckets import EXACT_BUCKETS, ShapeBuckets
@@ -126,7 +127,7 @@ def prepare_generation(model: Model, input_ids, attention_mask, *, max_new_token
   graphdef, params = nnx.split(model)
   sampler = _sampler_for(graphdef, mesh, tuple(rules))
   if mesh is not None:
-    params = shd.put(params, shd.state_shardings(params, mesh, rules))
+    params = multihost.put(params, shd.state_shardings(params, mesh, rules))
     inputs = jax.tree_util.tree_map_with_path(functools.partial(_put_rows, mesh=mesh, rules=rules), inputs)
   return PreparedGeneration(sampler=sampler, params=params, inputs=inputs, cfg=cfg, max_new_tokens=max_new_tokens,
                             rows=num_prompts * num_samples)
