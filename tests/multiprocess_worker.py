@@ -36,6 +36,11 @@ local = dict(prompt=dict(input_ids=np.arange(first * 5, first * 5 + 10).reshape(
 placed = shd.host_to_global(local, mesh)
 result['global_shapes'] = {jax.tree_util.keystr(path): list(leaf.shape)
                            for path, leaf in jax.tree_util.tree_flatten_with_path(placed)[0]}
+try:  # 'tensor' across the processes: both would hold all rows, but each feeds only its own
+  shd.host_to_global(local, shd.make_mesh(shd.MeshConfig(data=1, tensor=2)))
+  result['shared_rows_error'] = ''
+except ValueError as error:
+  result['shared_rows_error'] = str(error)
 result['input_ids_back'] = shd.host_rows(placed['prompt']['input_ids']).tolist()
 result['tokens_back'] = shd.host_rows(placed['tokens']).tolist()
 

@@ -108,6 +108,7 @@ def test_two_processes_each_feed_and_read_back_their_own_rows(two_processes):
     first = 2 * i
     assert result['input_ids_back'] == np.arange(first * 5, first * 5 + 10).reshape(2, 5).tolist()
     assert result['tokens_back'] == [[10 + i] * 3] * 2
+    assert 'splits the rows 1 ways' in result['shared_rows_error'] and 'tensor inside' in result['shared_rows_error']
 
 
 def test_two_processes_gather_and_agree(two_processes):

@@ -8,6 +8,7 @@ divide is replicated instead (the tiny preset has 2 KV heads; a mesh may have 4 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Sequence
 
@@ -151,6 +152,27 @@ def prompt_row_dim(path: tuple) -> int:
   return 1 if keys[-1:] == ['positions'] and keys[-2:-1] != ['vision'] else 0
 
 
+@functools.lru_cache(maxsize=8)
+def check_rows_split_over_processes(mesh: Mesh, rules=DEFAULT_RULES) -> None:
+  """Raises unless the batch axes give every process its own equal block of rows.
+
+  Each process feeds only its own rows (`host_to_global`): a mesh that puts the same rows on devices
+  of several processes (the batch split fewer ways than there are processes, e.g. 'tensor' across
+  them) would join different rows into one array without a word.
+  """
+  divisor = batch_divisor(mesh, rules)
+  rows_of = {}
+  for device, index in batch_sharding(mesh, 1, 0, rules, batch_size=divisor).devices_indices_map((divisor,)).items():
+    rows_of.setdefault(device.process_index, set()).update(range(divisor)[index[0]])
+  blocks = list(rows_of.values())
+  overlap = any(a & b for i, a in enumerate(blocks) for b in blocks[i + 1:])
+  if overlap or len({len(b) for b in blocks}) > 1:
+    raise ValueError(f'the mesh {dict(mesh.shape)} splits the rows {divisor} ways (batch axes '
+                     f'{_mesh_axes_for(BATCH, dict(rules))}) over {jax.process_count()} processes: each process feeds '
+                     'its own rows, so the batch axes must give every process rows of its own (make data x fsdp a '
+                     'multiple of the process count, with tensor inside each process)')
+
+
 def host_to_global(tree: dict[str, Any], mesh: Mesh, rules=DEFAULT_RULES) -> dict[str, Any]:
   """Host arrays holding this process's rows -> global arrays sharded over the batch axes.
 
@@ -158,6 +180,9 @@ def host_to_global(tree: dict[str, Any], mesh: Mesh, rules=DEFAULT_RULES) -> dic
   process passes only its own rows, so multi-host feeding needs no gather; the shares' other
   dimensions must agree (`multihost.agree_max`).
   """
+
+  if jax.process_count() > 1:
+    check_rows_split_over_processes(mesh, tuple(rules))
 
   def put(path, value):
     value = np.asarray(value)
