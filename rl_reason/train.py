@@ -117,8 +117,6 @@ class Trainer:
     self.raw_config = raw_config
     self.workdir = workdir
     self.mesh = shd.make_mesh(cfg.mesh)
-    if jax.process_count() > 1:  # each process feeds its own rows: refuse a mesh that shares them
-      shd.check_rows_split_over_processes(self.mesh, tuple(cfg.mesh.rules))
     divisor = shd.batch_divisor(self.mesh, cfg.mesh.rules)
     if cfg.rollout.batch_size % divisor:
       raise ValueError(f'rollout.batch_size {cfg.rollout.batch_size} is not divisible by the mesh batch '

@@ -9,6 +9,7 @@ The gathering helpers are collectives: every process calls them, in the same ord
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import jax
@@ -97,7 +98,6 @@ def all_objects(items: list[Any]) -> list[Any]:
   """
   if jax.process_count() == 1:
     return items
-  import pickle  # pylint: disable=g-import-not-at-top
   data = np.frombuffer(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
   width = agree_max(data.size)[0]
   sizes, padded = all_rows((np.asarray([data.size]), np.pad(data, (0, width - data.size))[None]))
