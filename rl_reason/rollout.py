@@ -37,6 +37,8 @@ class Rollout:
     scores: `rewards.score_batch` output: [B] columns and 0-d counts.
     inputs: the encoded prompts (host arrays) when they are the examples' encoding in this order;
       None after rows are taken or rounds joined (then they are encoded again).
+    entropies: [B, N] float32 per-token entropies of the sampler's temperature-scaled distribution,
+      0 after the end; None unless a shaping scheme reads them (the sampler computes them on request).
   """
 
   examples: list[dict[str, Any]]
@@ -47,6 +49,7 @@ class Rollout:
   texts: list[str]
   scores: dict[str, np.ndarray]
   inputs: dict[str, Any] | None = None
+  entropies: np.ndarray | None = None
 
   @property
   def groups(self) -> int:
@@ -68,7 +71,8 @@ def take_groups(rollout: Rollout, groups: Sequence[int]) -> Rollout:
   scores = {k: np.asarray(v)[rows] for k, v in rollout.scores.items() if np.ndim(v)}
   return Rollout(examples=[rollout.examples[g] for g in groups], tokens=rollout.tokens[rows],
                  logprobs=rollout.logprobs[rows], lengths=rollout.lengths[rows], finished=rollout.finished[rows],
-                 texts=[rollout.texts[r] for r in rows], scores=scores)
+                 texts=[rollout.texts[r] for r in rows], scores=scores,
+                 entropies=None if rollout.entropies is None else rollout.entropies[rows])
 
 
 def whole_batch(rollout: Rollout) -> Rollout:
@@ -80,13 +84,13 @@ def whole_batch(rollout: Rollout) -> Rollout:
   """
   if jax.process_count() == 1:
     return rollout
-  tokens, logprobs, lengths, finished, scores = multihost.all_rows(
-      (rollout.tokens, rollout.logprobs, rollout.lengths, rollout.finished, dict(rollout.scores)))
+  tokens, logprobs, lengths, finished, scores, entropies = multihost.all_rows(
+      (rollout.tokens, rollout.logprobs, rollout.lengths, rollout.finished, dict(rollout.scores), rollout.entropies))
   parts = multihost.all_objects([(rollout.examples, rollout.texts)])
   examples = [e for part_examples, _ in parts for e in part_examples]
   texts = [t for _, part_texts in parts for t in part_texts]
   return Rollout(examples=examples, tokens=tokens, logprobs=logprobs, lengths=lengths, finished=finished,
-                 texts=texts, scores=scores)
+                 texts=texts, scores=scores, entropies=entropies)
 
 
 def _pad_columns(x: np.ndarray, width: int, value) -> np.ndarray:
@@ -106,7 +110,9 @@ def concat(parts: Sequence[Rollout], pad_id: int) -> Rollout:
                  logprobs=np.concatenate([_pad_columns(p.logprobs, width, 0.0) for p in parts]),
                  lengths=np.concatenate([p.lengths for p in parts]),
                  finished=np.concatenate([p.finished for p in parts]),
-                 texts=[t for p in parts for t in p.texts], scores=scores)
+                 texts=[t for p in parts for t in p.texts], scores=scores,
+                 entropies=None if parts[0].entropies is None
+                 else np.concatenate([_pad_columns(p.entropies, width, 0.0) for p in parts]))
 
 
 def dynamic_rollout(generate: Callable[[int], Rollout], cfg: dynamic_sampling.DynamicSamplingConfig,

@@ -205,7 +205,8 @@ class Trainer:
     self.sampling = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
                                    top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, min_p=cfg.rollout.min_p,
                                    cache_dtype=cfg.rollout.cache_dtype or None, eos_token_ids=(self.eos_id,),
-                                   pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations)
+                                   pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations,
+                                   return_entropy='entropies' in self.shaper.needs)  # PEAR reads them
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
@@ -474,7 +475,8 @@ class Trainer:
       times['time_reward'] += time.perf_counter() - t1
       return rollout_lib.Rollout(examples=batch.examples, tokens=tokens, logprobs=_host(out.logprobs),
                                  lengths=lengths, finished=_host(out.finished).astype(bool), texts=texts,
-                                 scores=scores, inputs=batch.inputs)
+                                 scores=scores, inputs=batch.inputs,
+                                 entropies=None if out.entropy is None else _host(out.entropy))
 
     if cfg.dynamic_sampling is None:
       rollout = offered = generate(0)  # this process's rows
@@ -500,7 +502,7 @@ class Trainer:
     # Shaping sees the whole batch (some schemes rank or pool groups across it, and their metrics are
     # the batch's); each process trains on its own rows of the result.
     whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
-                                    logprobs=rollout.logprobs))
+                                    logprobs=rollout.logprobs, entropies=rollout.entropies))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(
         **whole, num_generations=groups, step=self.step, token_text=self._token_text))
     trained = multihost.process_rows(trained, len(total))

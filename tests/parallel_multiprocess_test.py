@@ -176,7 +176,8 @@ def get_config():
     c.dynamic_sampling.prompts_per_round = 8  # two rounds of 8 prompts for the step's 4 kept groups at most
     c.curriculum = {{'name': 'threshold', 'levels': ({{'cols': 1}}, {{'cols': 2}}), 'threshold': 0.0,
                      'metric': 'reward_mean'}}
-    c.shaping = {{'grpo_lambda': {{'correct': 'rouge_l', 'correct_at': 0.05, 'fraction': 0.5}}}}
+    c.shaping = {{'grpo_lambda': {{'correct': 'rouge_l', 'correct_at': 0.05, 'fraction': 0.5}},
+                 'pear': {{'lambda_think': 0.1}}}}  # the sampler's entropies travel with the rows
     c.rl.entropy_target = 7.0  # above the rollouts' ~6.1 nats: the coefficient grows
     c.rl.entropy_coef = 0.01
   return c
@@ -228,10 +229,10 @@ def test_the_loop_on_two_processes_resumes_and_matches_one_process_on_two_device
 
 @pytest.mark.slow
 def test_what_reads_the_whole_batch_sees_it_on_two_processes(tmp_path):
-  """A threshold curriculum, GRPO-lambda (ranks the batch's groups), adaptive entropy control and DAPO
-  dynamic sampling (kept groups move to the process that trains them), rows over 'data' and the
-  parameters replicated: on two processes their metrics, and so the training they steer, equal those of
-  one process."""
+  """A threshold curriculum, GRPO-lambda (ranks the batch's groups), PEAR (the sampler's entropies),
+  adaptive entropy control and DAPO dynamic sampling (kept groups move to the process that trains
+  them), rows over 'data' and the parameters replicated: on two processes their metrics, and so the
+  training they steer, equal those of one process."""
   config = tmp_path / 'loop_config.py'
   config.write_text(_LOOP_CONFIG.format(whole_batch=True))
   ours = _loop(str(config), str(tmp_path / 'two_processes'), steps=3, processes=2)
@@ -241,6 +242,7 @@ def test_what_reads_the_whole_batch_sees_it_on_two_processes(tmp_path):
   # groups kept from more than one round (the kept groups then sit on either process), the bonus switched on
   assert all(r['dynamic_sampling/kept'] > 0 for r in steps) and max(r['dynamic_sampling/rounds'] for r in steps) > 1
   assert steps[-1]['entropy_coef'] > 0 and all('shaping/grpo_lambda/selected_groups' in r for r in steps)
+  assert all(r['shaping/pear/term_mean'] < 0 for r in steps)
   _assert_same_rows(ours, theirs)
 
 

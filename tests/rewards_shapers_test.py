@@ -36,7 +36,7 @@ def _shaper(section, max_new_tokens=16):
     ({'dapo_overlong': {'cache_length': 4, 'end_step': -1}}, r'shaping.dapo_overlong.end_step must be'),
     ({'listener': {'weight': 1.0}}, r'shaping.listener .* needs a model scorer .* the training loop does not provide'),
     ({'co_reward': {}}, r'shaping.co_reward .* needs completions of a rephrased copy'),
-    ({'pear': {'lambda_think': 0.1}}, r'shaping.pear .* needs per-token policy entropies'),
+    ({'pear': {'lambda_think': -0.1}}, r'shaping.pear: lambda_think must be'),
     ({'kimi_length': {'correct': 'no_such_reward'}}, r"shaping.kimi_length: correct: reward 'no_such_reward' unknown"),
     ({'trust_grpo': {'thinking': 'jigsaw_r1'}}, r"thinking: reward 'jigsaw_r1' ranges over \[0.0, 1.5\]"),
     ({'confidence': {'mode': 'median'}}, r"shaping.confidence: mode 'median' unknown"),

@@ -9,8 +9,9 @@ from rl_reason.curricula import dynamic_sampling
 from tests import train_test
 
 
-def _rollout(totals, tag, width=3, pad_id=0):
-  """A rollout whose groups carry the given [P, G] totals; texts name (tag, prompt, sample)."""
+def _rollout(totals, tag, width=3, pad_id=0, entropies=False):
+  """A rollout whose groups carry the given [P, G] totals; texts name (tag, prompt, sample); with
+  `entropies`, row r's per-token entropies are r + 0.5."""
   totals = np.asarray(totals, np.float64)
   prompts, groups = totals.shape
   rows = prompts * groups
@@ -21,7 +22,8 @@ def _rollout(totals, tag, width=3, pad_id=0):
       finished=np.ones(rows, bool), texts=[f'{tag}{p}.{g}' for p in range(prompts) for g in range(groups)],
       scores={'total': totals.reshape(-1), 'acc': (totals.reshape(-1) > 0.5).astype(np.float64),
               'failures': np.int64(1)},
-      inputs={'input_ids': np.zeros((prompts, 4), np.int32)})
+      inputs={'input_ids': np.zeros((prompts, 4), np.int32)},
+      entropies=np.repeat(np.arange(rows, dtype=np.float32)[:, None] + 0.5, width, 1) if entropies else None)
 
 
 def test_take_groups_keeps_whole_groups_in_the_given_order():
@@ -32,6 +34,9 @@ def test_take_groups_keeps_whole_groups_in_the_given_order():
   np.testing.assert_array_equal(taken.scores['total'], [4, 5, 0, 1])
   np.testing.assert_array_equal(taken.tokens, part.tokens[[4, 5, 0, 1]])
   assert 'failures' not in taken.scores and taken.inputs is None  # counts are per round; prompts re-encoded
+  assert taken.entropies is None
+  with_entropies = rollout_lib.take_groups(_rollout([[0, 1], [2, 3], [4, 5]], 'a', entropies=True), [2, 0])
+  np.testing.assert_array_equal(with_entropies.entropies[:, 0], [4.5, 5.5, 0.5, 1.5])
 
 
 def test_concat_pads_completions_and_sums_counts():
@@ -40,6 +45,10 @@ def test_concat_pads_completions_and_sums_counts():
   np.testing.assert_array_equal(joined.tokens[:2, 2:], -7)
   np.testing.assert_array_equal(joined.logprobs[:2, 2:], 0.0)
   assert int(joined.scores['failures']) == 2 and joined.texts == ['a0.0', 'a0.1', 'b0.0', 'b0.1']
+  assert joined.entropies is None
+  joined = rollout_lib.concat([_rollout([[0, 1]], 'a', width=2, entropies=True),
+                               _rollout([[1, 1]], 'b', width=4, entropies=True)], pad_id=-7)
+  np.testing.assert_array_equal(joined.entropies, [[0.5, 0.5, 0, 0], [1.5, 1.5, 0, 0], [0.5] * 4, [1.5] * 4])
 
 
 def test_dynamic_rollout_trains_on_mixed_groups_and_logs_every_offered_one():

@@ -11,7 +11,7 @@ import pytest
 
 from configs import vlm_grpo
 from configs.recipes import rulereasoner
-from rl_reason import checkpoint, metrics, run_config, train
+from rl_reason import checkpoint, metrics, rewards, run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESS_KEYS = set(train.PROCESS_KEYS)
@@ -311,6 +311,48 @@ def test_dapo_overlong_shaping_is_what_the_advantages_see(tmp_path):
     assert row['reward_shaped_mean'] == pytest.approx(step['trained'].mean(), abs=1e-6)
     assert row['shaping/dapo_overlong/term_mean'] == pytest.approx(penalty.mean())
     assert row['shaping/dapo_overlong/penalized_frac'] == pytest.approx(np.mean(penalty < 0))
+
+
+def test_pear_shaping_reads_the_sampler_entropies(tmp_path):
+  """PEAR in the loop: the sampler computes per-token entropies (only because the scheme needs them),
+  the rollout carries them, and the trained reward is the task total minus lambda_think times each
+  completion's mean thinking entropy, exactly as the scheme computes it from those entropies."""
+  config = _small_config(steps=2)
+  config.train.eval_every = 0
+  config.shaping = {'pear': {'lambda_think': 0.5}}
+  cfg = run_config.from_config_dict(config)
+  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
+  assert trainer.sampling.return_entropy and not trainer.greedy.return_entropy
+  steps = []
+
+  def sampled(args, out):
+    if args[-1] is trainer.sampling:
+      steps.append({k: np.asarray(jax.device_get(getattr(out, k))) for k in ('tokens', 'lengths', 'entropy')})
+
+  def scored(args, scores):
+    if len(args[0]) == cfg.rollout.batch_size:
+      steps[-1]['raw'] = np.nan_to_num(scores['total'], nan=0.0)
+
+  def advantaged(args, advantages):
+    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
+
+  trainer.sampler = _Recording(trainer.sampler, sampled)
+  trainer.score = _Recording(trainer.score, scored)
+  trainer._advantages = _Recording(trainer._advantages, advantaged)
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert len(steps) == len(rows) == 2
+  for step, row in zip(steps, rows):
+    entropy, lengths = step['entropy'], step['lengths']
+    live = np.arange(entropy.shape[1])[None] < lengths[:, None]
+    assert (entropy[live] > 0).all() and (entropy[~live] == 0).all()
+    x = rewards.shapers.StepInputs(total=step['raw'], scores={}, lengths=lengths, tokens=step['tokens'],
+                                   logprobs=np.zeros_like(entropy), num_generations=4, step=0,
+                                   token_text=trainer._token_text, entropies=entropy)
+    think, answer = rewards.shapers.phase_masks(x, '</think>')
+    assert think.sum() > 0
+    mean_think = (entropy * think).sum(1) / np.maximum(think.sum(1), 1)
+    np.testing.assert_allclose(step['trained'], step['raw'] - 0.5 * mean_think, rtol=1e-6, atol=1e-6)
+    assert row['shaping/pear/term_mean'] == pytest.approx(-0.5 * mean_think.mean(), abs=1e-6)
 
 
 @pytest.mark.slow

@@ -37,10 +37,9 @@ import numpy as np
 from rl_reason.rewards import model_signals, registry, shaping
 
 # What the training loop hands the schemes each step (StepInputs); a scheme needing anything else is refused.
-LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'step'})
+# 'entropies' are computed by the sampler only when a selected scheme needs them.
+LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'step'})
 _NOT_PROVIDED = {
-    'entropies': ("per-token policy entropies (the sampler computes them with return_entropy, but the loop's "
-                  'rollout does not carry them yet)'),
     'scorer': 'a model scorer (rewards.model_signals.Scorer: a served reward model or listener)',
     'rephrased': "completions of a rephrased copy of every prompt (Co-Reward's paired groups)",
 }
@@ -59,7 +58,8 @@ class StepInputs:
     lengths: [B] completion lengths in tokens (the EOS token included), as the sampler reports them.
     tokens: [B, N] sampled tokens (pad after each row's length).
     logprobs: [B, N] the sampler's log-probs of the sampled tokens (temperature-scaled distribution).
-    entropies: [B, N] per-token entropies, or None (the loop does not provide them yet: 'pear' is refused).
+    entropies: [B, N] per-token entropies of the sampler's temperature-scaled distribution (0 after
+      the end), or None when no selected scheme needs them (the sampler computes them on request).
     num_generations: G.
     step: the 0-based RL step.
     token_text: token id -> its text ('' for special tokens), to find spans such as '<answer>'.
