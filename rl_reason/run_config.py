@@ -302,6 +302,23 @@ def _shaping(section: dict[str, Any] | None, rollout: dict[str, Any], rl: RLConf
   return selected
 
 
+def check_paired_prompts(shaping: tuple[Any, ...], rollout: RolloutConfig, dynamic_sampling: Any,
+                         curriculum: dict[str, Any]) -> None:
+  """Co-Reward's step is P/2 questions each followed by its rephrasing; refused where that cannot hold."""
+  paired = [s.name for s in shaping if 'rephrased' in shapers.needs_of(s.name)]
+  if not paired:
+    return
+  if rollout.prompts_per_step % 2:
+    raise ValueError(f'shaping {paired} pairs each prompt with its rephrasing, so the step\'s prompts '
+                     f'(rollout.batch_size / num_generations = {rollout.prompts_per_step}) must be even')
+  if dynamic_sampling is not None:
+    raise ValueError(f'shaping {paired} pairs groups (a question and its rephrasing), which dynamic sampling would '
+                     'split when it drops groups: set dynamic_sampling.metric = \'\'')
+  if curriculum and curricula.base.DOMAINS in curricula.from_spec(curriculum).controls():
+    raise ValueError(f'shaping {paired} pairs each prompt with its rephrasing; the curriculum '
+                     f'{curriculum["name"]!r} draws each prompt\'s domain, which is not supported with it')
+
+
 def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
   """Validates a ConfigDict and turns it into a RunConfig."""
   raw = plain(config)
@@ -342,6 +359,8 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
                        f'(one of {curricula.names()})')
     curriculum = {}
   shaping = _shaping(raw.get('shaping'), raw['rollout'], rl_cfg)
+  dynamic_sampling = _dynamic_sampling(raw.get('dynamic_sampling'), raw['rollout'])
+  check_paired_prompts(shaping, _build(RolloutConfig, raw['rollout'], 'rollout'), dynamic_sampling, curriculum)
   data = _build(data_sources.DataConfig, dict(raw.get('data') or {}), 'data')
   data_sources.check(data, task_name, task_cfg, weights,
                      curricula.from_spec(curriculum).controls() if curriculum else frozenset())
@@ -350,7 +369,7 @@ def from_config_dict(config: config_dict.ConfigDict) -> RunConfig:
       curriculum=curriculum,
       shaping=shaping,
       data=data,
-      dynamic_sampling=_dynamic_sampling(raw.get('dynamic_sampling'), raw['rollout']),
+      dynamic_sampling=dynamic_sampling,
       model=_build(ModelSection, raw['model'], 'model'),
       task_name=task_name,
       task=_build(tasks.config_class(task_name), task, 'task'),

@@ -174,8 +174,14 @@ class Trainer:
         round_prompts != cfg.rollout.prompts_per_step):
       raise ValueError(f'the curriculum draws the domains of the step\'s {cfg.rollout.prompts_per_step} prompts, but '
                        f'dynamic_sampling.prompts_per_round is {round_prompts}: set it to 0 with this curriculum')
-    self.train_stream = stream('train', round_prompts, lambda seed: self.current[0].example(seed),
+    paired = 'rephrased' in self.shaper.needs  # Co-Reward: each prompt followed by its rephrasing
+    self.train_stream = stream('train', round_prompts // 2 if paired else round_prompts,
+                               lambda seed: self.current[0].example(seed),
                                lambda domain, seed: self.current[0].example_for(domain, seed))
+    if paired:
+      if not self.from_rows:
+        pipeline.rephrased(self.task.example(0))  # a task without paraphrases fails here, not at step 0
+      self.train_stream = pipeline.PairedStream(self.train_stream)
     self.eval_batch = stream('eval', cfg.train.eval_size).next()
     self.warmup_stream = stream('warmup', cfg.warmup.batch_size)
 
@@ -501,8 +507,9 @@ class Trainer:
     # The advantages see the shaped reward; the logged task metrics (reward_mean, ...) stay the task's.
     # Shaping sees the whole batch (some schemes rank or pool groups across it, and their metrics are
     # the batch's); each process trains on its own rows of the result.
+    texts_if_read = {'texts': np.asarray(texts)} if 'texts' in self.shaper.needs else {}  # gathered only then
     whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
-                                    logprobs=rollout.logprobs, entropies=rollout.entropies))
+                                    logprobs=rollout.logprobs, entropies=rollout.entropies, **texts_if_read))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(
         **whole, num_generations=groups, step=self.step, token_text=self._token_text))
     trained = multihost.process_rows(trained, len(total))

@@ -223,6 +223,16 @@ def test_jsonl_think_instruction(jsonl_files):
   example = jsonl_source.JsonlSource(paths, shuffle=False, think=True).next()
   assert example['prompt'].startswith(rows[0]['prompt'] + '\n') and '<think>' in example['prompt']
   assert example['meta']['think'] is True
+  assert 'paraphrase' not in example['meta']
+
+
+def test_jsonl_paraphrase_gets_the_think_instruction_too(tmp_path):
+  """Co-Reward's rephrased prompt (meta 'paraphrase') is asked for in the same way as the prompt."""
+  path = tmp_path / 'pairs.jsonl'
+  path.write_text(json.dumps({'prompt': 'What is 2+3?', 'paraphrase': 'Add 3 to 2.', 'answer': '5'}) + '\n')
+  example = jsonl_source.JsonlSource([str(path)], shuffle=False, think=True).next()
+  suffix = example['prompt'][len('What is 2+3?'):]
+  assert suffix and example['meta']['paraphrase'] == 'Add 3 to 2.' + suffix
 
 
 def test_jsonl_resume_and_two_process_sharding(jsonl_files):

@@ -116,6 +116,15 @@ PAPER = {
         task_fields=dict(think=True),
         real={p: _real(5e-7, 1024, 8, 8192, 1.0, 100)
               for p in ('qwen2_5_0_5b', 'qwen2_5_1_5b', 'qwen2_5_7b', 'llama3_1_8b')}),
+    'co_reward': dict(
+        # Label-free: math_equiv is scored (and logged) at weight 0; the advantages see the Co-Reward term.
+        task='arithmetic', rewards={'math_equiv': 0.0},
+        rl=dict(_VERL, eps_high=0.2, beta=0.005, kl_estimator='k3', kl_placement='loss', entropy_coef=0.0),
+        task_fields=dict(think=True), real_task=dict(difficulty=3),
+        real={p: _real(3e-6, 256, 8, 3072, 1.0, 175)
+              for p in ('qwen2_5_3b', 'qwen2_5_7b', 'qwen3_1_7b', 'qwen3_4b', 'qwen3_8b')},
+        shaping={arg: {'co_reward': dict(coef=1.0)}
+                 for arg in ('tiny', 'qwen2_5_3b', 'qwen2_5_7b', 'qwen3_1_7b', 'qwen3_4b', 'qwen3_8b')}),
     'laser': dict(
         task='arithmetic', rewards={'laser_correctness': 1.0},
         rl=dict(_VERL, eps_high=0.28, beta=1e-3, kl_estimator='k3', kl_placement='loss'),
@@ -244,6 +253,15 @@ def test_papers_updates_per_rollout(name, arg, updates):
   """DAPO's 16 and SimpleRL-Zoo's / GSPO's 4 optimiser steps per rollout (tiny: at most one per prompt)."""
   cfg = run_config.from_config_dict(_load(name).get_config(arg))
   assert cfg.rl.optimizer_steps(cfg.rollout) == updates
+
+
+def test_co_reward_real_scale_has_the_scripts_cosine_schedule():
+  """math_co_reward.sh: lr 3e-6, cosine after a 10% linear warm-up (verl's cosine decays to 0)."""
+  module = _load('co_reward')
+  for arg in module.ARGS[1:]:
+    optim = run_config.from_config_dict(module.get_config(arg)).optim
+    assert (optim.schedule, optim.warmup_steps, optim.end_lr_factor) == ('cosine', 17, 0.0)
+  assert run_config.from_config_dict(module.get_config('tiny')).optim.schedule == 'constant'
 
 
 @pytest.mark.parametrize('name', RECIPES)

@@ -159,6 +159,12 @@ def test_math_helpers():
   assert math_answer.as_number('3/4') == 0.75 and math_answer.as_number(r'\frac{3}{4}') == 0.75
   assert math_answer.as_number('1/0') is None and math_answer.as_number('1e999') is None
   assert math_answer.normalize(r' \left( 1,\!2 \right). ') == '(1,2)'
+  # Co-Reward's voting key: equal numbers vote together, other answers by their normalised text
+  keys = [math_answer.answer_key(t) for t in (r'\boxed{1/2}', r'\boxed{\dfrac{1}{2}}', '<answer>0.5</answer>')]
+  assert keys == ['0.5'] * 3
+  assert math_answer.answer_key(r'\boxed{-0}') == math_answer.answer_key(r'\boxed{0}') == '0.0'
+  assert math_answer.answer_key(r'\boxed{ x + 1 }') == 'x+1'
+  assert math_answer.answer_key('no answer') is None and math_answer.answer_key(r'\boxed{ }') is None
 
 
 @pytest.mark.parametrize('text, expected', [

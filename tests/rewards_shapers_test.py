@@ -1,11 +1,13 @@
 """The shaping schemes the loop applies (rewards.shapers): config validation, terms by hand, spans, state."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from configs import llm_grpo, vlm_grpo
+from configs.recipes import rulereasoner
 from rl_reason import run_config
 from rl_reason.rewards import shapers
 
@@ -35,7 +37,7 @@ def _shaper(section, max_new_tokens=16):
     ({'dapo_overlong': 4}, r'shaping.dapo_overlong must be a mapping'),
     ({'dapo_overlong': {'cache_length': 4, 'end_step': -1}}, r'shaping.dapo_overlong.end_step must be'),
     ({'listener': {'weight': 1.0}}, r'shaping.listener .* needs a model scorer .* the training loop does not provide'),
-    ({'co_reward': {}}, r'shaping.co_reward .* needs completions of a rephrased copy'),
+    ({'co_reward': {'coef': -1.0}}, r'shaping.co_reward: coef must be finite and in \[0.0, None\]'),
     ({'pear': {'lambda_think': -0.1}}, r'shaping.pear: lambda_think must be'),
     ({'kimi_length': {'correct': 'no_such_reward'}}, r"shaping.kimi_length: correct: reward 'no_such_reward' unknown"),
     ({'trust_grpo': {'thinking': 'jigsaw_r1'}}, r"thinking: reward 'jigsaw_r1' ranges over \[0.0, 1.5\]"),
@@ -62,6 +64,39 @@ def test_per_reward_advantages_would_ignore_shaping_and_are_refused():
     run_config.from_config_dict(config)
   config.rl.advantage = 'grpo'
   assert [s.name for s in run_config.from_config_dict(config).shaping] == ['kimi_length']
+
+
+def test_co_reward_needs_paired_groups_and_refuses_what_would_split_them():
+  config = llm_grpo.get_config()
+  config.shaping = {'co_reward': {}}
+  assert [s.name for s in run_config.from_config_dict(config).shaping] == ['co_reward']
+  config.rollout.batch_size = 24  # 3 prompts of G = 8
+  with pytest.raises(ValueError, match=r"shaping \['co_reward'\] pairs each prompt .* = 3\) must be even"):
+    run_config.from_config_dict(config)
+  config = llm_grpo.get_config()
+  config.shaping = {'co_reward': {}}
+  config.dynamic_sampling.metric = 'accuracy'
+  with pytest.raises(ValueError, match=r'which dynamic sampling would split .* dynamic_sampling.metric'):
+    run_config.from_config_dict(config)
+  config = rulereasoner.get_config('tiny')
+  config.dynamic_sampling.metric = ''
+  config.shaping = {'co_reward': {}}
+  with pytest.raises(ValueError, match=r"the curriculum 'domain_weighted' draws each prompt's domain"):
+    run_config.from_config_dict(config)
+
+
+def test_co_reward_votes_across_each_question_and_its_rephrasing():
+  """Groups 2k and 2k+1 are a question and its rephrasing; answers vote by math_answer.answer_key."""
+  texts = [r'\boxed{4}', r'\boxed{5}', r'so \boxed{4.0}', 'no answer',  # pair 0: 4 wins both ties (seen first)
+           '<answer>1/2</answer>', r'\boxed{\frac{1}{2}}', r'\boxed{0.5}', r'\boxed{3}']  # pair 1: 1/2 = 0.5
+  x = dataclasses.replace(_inputs(np.zeros(8), [3] * 8, 2), texts=texts)
+  term, metrics = _shaper({'co_reward': {'coef': 0.5}}).schemes[0][1].term(x)
+  np.testing.assert_array_equal(term, 0.5 * np.array([1, 0, 1, 0, 1, 1, 1, 0]))
+  assert metrics == {'answered_frac': 7 / 8, 'agreement_mean': 5 / 8}
+  with pytest.raises(ValueError, match=r'co_reward: 3 groups do not pair'):
+    _shaper({'co_reward': {}}).apply(dataclasses.replace(_inputs(np.zeros(6), [3] * 6, 2), texts=texts[:6]))
+  with pytest.raises(ValueError, match=r'co_reward: 7 completion texts for 8 rows'):
+    _shaper({'co_reward': {}}).apply(dataclasses.replace(x, texts=texts[:7]))
 
 
 def test_config_section_becomes_frozen_validated_entries():

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import vlm_grpo
+from configs import llm_grpo, vlm_grpo
 from configs.recipes import rulereasoner
 from rl_reason import checkpoint, metrics, rewards, run_config, train
 
@@ -353,6 +353,54 @@ def test_pear_shaping_reads_the_sampler_entropies(tmp_path):
     mean_think = (entropy * think).sum(1) / np.maximum(think.sum(1), 1)
     np.testing.assert_allclose(step['trained'], step['raw'] - 0.5 * mean_think, rtol=1e-6, atol=1e-6)
     assert row['shaping/pear/term_mean'] == pytest.approx(-0.5 * mean_think.mean(), abs=1e-6)
+
+
+def test_co_reward_trains_on_agreement_across_each_question_and_its_rephrasing(tmp_path):
+  """Co-Reward in the loop, label-free (math_equiv at weight 0): each step samples P/2 questions, each
+  followed by its rephrasing, and the trained reward of a completion is 1 iff its answer is the
+  majority answer of the other group of its pair. The completions' texts are replaced by boxed
+  digits read off their first token, so that answers exist and disagree from step 0."""
+  config = llm_grpo.get_config()
+  config.warmup.steps, config.warmup.batch_size = 2, 8
+  config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 16, 4, 8
+  config.rollout.prompt_buckets = (128,)
+  config.train.steps, config.train.eval_every, config.train.eval_size = 2, 0, 8
+  config.reward.weights = {'math_equiv': 0.0}
+  config.shaping = {'co_reward': {}}
+  cfg = run_config.from_config_dict(config)
+  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
+  steps = []
+  boxed_digit = lambda tokens, lengths: [rf'\boxed{{{int(t[0]) % 3}}}' for t in tokens]
+  trainer.decode = boxed_digit
+
+  def scored(args, scores):
+    if len(args[0]) == cfg.rollout.batch_size:
+      steps.append({'texts': list(args[0]), 'metas': list(args[1]), 'raw': np.nan_to_num(scores['total'], nan=0.0)})
+
+  def advantaged(args, advantages):
+    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
+
+  trainer.score = _Recording(trainer.score, scored)
+  trainer._advantages = _Recording(trainer._advantages, advantaged)
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert len(steps) == len(rows) == 2
+  for step, row in zip(steps, rows):
+    np.testing.assert_array_equal(step['raw'], 0.0)  # label-free: the task's correctness is weighted 0
+    pairs = np.array(step['metas'], dtype=object).reshape(2, 2, 4)  # [pair, question | rephrasing, G]
+    assert not any(m.get('rephrased') for m in pairs[:, 0].reshape(-1))
+    assert all(m['rephrased'] for m in pairs[:, 1].reshape(-1))
+    assert all(len({m['answer'] for m in pair.reshape(-1)}) == 1 for pair in pairs)  # one question per pair
+    answers = np.array([t[7] for t in step['texts']]).reshape(2, 2, 4)
+    expected = np.zeros((2, 2, 4))
+    for p in range(2):
+      for side in range(2):
+        other = list(answers[p, 1 - side])
+        vote = max(other, key=lambda a: (other.count(a), -other.index(a)))  # ties: the first seen
+        expected[p, side] = answers[p, side] == vote
+    assert 0 < expected.mean() < 1  # not vacuous
+    np.testing.assert_array_equal(step['trained'], expected.reshape(-1))
+    assert row['shaping/co_reward/agreement_mean'] == pytest.approx(expected.mean())
+    assert row['shaping/co_reward/answered_frac'] == 1.0
 
 
 @pytest.mark.slow

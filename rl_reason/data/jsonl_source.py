@@ -10,8 +10,9 @@ File format: one JSON object per line (blank lines are skipped and do not count 
 
 An example is {'prompt', 'images': [uint8 HxWx3], 'meta': every key but prompt and images, plus
 'source_index'} (the row's index over all files, in order; a row may not use that key). With
-`think` set, the think / no-think instruction of `tasks.templates` is appended to the prompt and
-meta 'think' records it (a row may then not carry its own 'think').
+`think` set, the think / no-think instruction of `tasks.templates` is appended to the prompt (and to
+an optional "paraphrase", Co-Reward's rephrased prompt) and meta 'think' records it (a row may then
+not carry its own 'think').
 
 `IndexedSource` is the stream shared with the TFDS source: rows 0..N-1, each process reading only
 the rows i with i % process_count == process_index (the last N % process_count rows are left out,
@@ -251,5 +252,7 @@ class JsonlSource(IndexedSource):
     prompt = record['prompt']
     if self.think is not None:
       prompt = templates.apply(prompt, think=self.think)
+      if isinstance(meta.get('paraphrase'), str):  # Co-Reward's rephrased prompt gets the same instruction
+        meta['paraphrase'] = templates.apply(meta['paraphrase'], think=self.think)
       meta['think'] = self.think
     return {'prompt': prompt, 'images': images, 'meta': meta}

@@ -125,9 +125,13 @@ class PromptStream:
       raise ValueError(f'asked for an example of domain {domain!r}, got meta {DOMAIN}={example["meta"][DOMAIN]!r}')
     return example
 
-  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+  def next_examples(self, domains: Sequence[str] = ()) -> list[dict[str, Any]]:
     examples = self.examples_at(self.position, domains)
     self.position += 1
+    return examples
+
+  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+    examples = self.next_examples(domains)
     return HostBatch(examples=examples, inputs=self.encode(examples))
 
   def state(self) -> dict[str, int]:
@@ -138,6 +142,47 @@ class PromptStream:
       raise ValueError(f'data stream state {state} was saved with another seed or batch size '
                        f'(now seed {self.seed}, batch {self.global_batch})')
     self.position = int(state['position'])
+
+
+PARAPHRASE = 'paraphrase'  # meta key: the same question in other words (Co-Reward's rephrased prompt)
+REPHRASED = 'rephrased'  # meta key set on the rephrased copy
+
+
+def rephrased(example: dict[str, Any]) -> dict[str, Any]:
+  """The example with its prompt replaced by meta['paraphrase'] (same images and answer), marked rephrased."""
+  meta = example['meta']
+  if not isinstance(meta.get(PARAPHRASE), str) or not meta[PARAPHRASE]:
+    raise ValueError(f"Co-Reward pairs each prompt with its rephrasing, meta[{PARAPHRASE!r}], which this task's "
+                     f'examples do not carry (meta keys: {sorted(meta)}); the arithmetic task has it')
+  return {**example, 'prompt': meta[PARAPHRASE], 'meta': {**meta, REPHRASED: True}}
+
+
+class PairedStream:
+  """Each prompt of an inner stream followed by its rephrasing: [x_0, x'_0, x_1, x'_1, ...] (Co-Reward).
+
+  The inner stream yields half the prompts (its global batch is half this stream's); its state is
+  this stream's. Each process pairs its own prompts, so pairs never straddle processes.
+  """
+
+  def __init__(self, inner):
+    self.inner = inner
+    self.encode = inner.encode
+
+  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+    if domains:
+      raise ValueError('Co-Reward pairs (rephrased prompts) cannot draw prompts of chosen domains')
+    examples = [e for example in self.inner.next_examples() for e in (example, rephrased(example))]
+    return HostBatch(examples=examples, inputs=self.encode(examples))
+
+  @property
+  def dropped(self) -> int:
+    return self.inner.dropped
+
+  def state(self) -> dict[str, Any]:
+    return self.inner.state()
+
+  def restore(self, state: dict[str, Any]) -> None:
+    self.inner.restore(state)
 
 
 class SourceStream:
@@ -155,10 +200,13 @@ class SourceStream:
     self.global_batch = global_batch
     self.local_batch = global_batch // process_count
 
-  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+  def next_examples(self, domains: Sequence[str] = ()) -> list[dict[str, Any]]:
     if domains:
       raise ValueError('a row source cannot draw prompts of chosen domains')
-    examples = self.source.take(self.local_batch)
+    return self.source.take(self.local_batch)
+
+  def next(self, domains: Sequence[str] = ()) -> HostBatch:
+    examples = self.next_examples(domains)
     return HostBatch(examples=examples, inputs=self.encode(examples))
 
   @property

@@ -84,6 +84,20 @@ def _math_verify(gold: str, pred: str) -> bool:
   return bool(gold_parsed and pred_parsed and math_verify.verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
+def answer_key(text: str) -> str | None:
+  """The completion's final answer as a key for voting (Co-Reward): normalised text, a number as its float.
+
+  None when the completion has no final answer (or an empty one). Answers equal by steps 1-2 of
+  the module doc get equal keys ('0.5', '1/2' and '\\frac{1}{2}' alike); step 3 is not applied.
+  """
+  answer = final_answer(text)
+  answer = normalize(answer) if answer is not None else ''
+  if not answer:
+    return None
+  number = as_number(answer)
+  return repr(number + 0.0) if number is not None else answer  # + 0.0: -0.0 votes with 0.0
+
+
 def is_equivalent(pred: str | None, gold: Any) -> bool:
   """Whether the predicted answer is mathematically the label (the three steps of the module doc)."""
   if pred is None:

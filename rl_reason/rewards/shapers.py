@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from rl_reason.rewards import model_signals, registry, shaping
+from rl_reason.rewards import math_answer, model_signals, registry, shaping
 
 # What the training loop hands the schemes each step (StepInputs); a scheme needing anything else is refused.
-# 'entropies' are computed by the sampler only when a selected scheme needs them.
-LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'step'})
+# Provided when a selected scheme needs them: 'entropies' (the sampler computes them), 'rephrased' (the
+# step's prompts come in pairs, each followed by its rephrasing: groups 2k and 2k+1 answer one question).
+LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'texts', 'rephrased', 'step'})
 _NOT_PROVIDED = {
     'scorer': 'a model scorer (rewards.model_signals.Scorer: a served reward model or listener)',
-    'rephrased': "completions of a rephrased copy of every prompt (Co-Reward's paired groups)",
 }
 # Schemes whose terms overlap: selecting two of one set would count the same bonus twice.
 _EXCLUSIVE = (frozenset({'laser', 'laser_d', 'laser_de'}), frozenset({'kimi_length', 'grpo_lambda'}))
@@ -60,6 +60,7 @@ class StepInputs:
     logprobs: [B, N] the sampler's log-probs of the sampled tokens (temperature-scaled distribution).
     entropies: [B, N] per-token entropies of the sampler's temperature-scaled distribution (0 after
       the end), or None when no selected scheme needs them (the sampler computes them on request).
+    texts: B decoded completions.
     num_generations: G.
     step: the 0-based RL step.
     token_text: token id -> its text ('' for special tokens), to find spans such as '<answer>'.
@@ -74,6 +75,7 @@ class StepInputs:
   step: int
   token_text: Callable[[int], str]
   entropies: np.ndarray | None = None
+  texts: Sequence[str] = ()
 
 
 # ---------------------------------------------------------------------------- config checks
@@ -645,12 +647,38 @@ class Pear(Scheme):
 
 @dataclasses.dataclass(frozen=True)
 class CoRewardConfig:
-  """No fields: the scheme is refused until the loop generates rephrased groups."""
+  """Attributes:
+    coef: the term is coef * agreement (Co-Reward's reward is the agreement itself: coef 1, with the
+      task's correctness reward at weight 0 for the label-free setting).
+  """
+
+  coef: float = 1.0
+
+  def __post_init__(self):
+    _finite(self.coef, 'coef', low=0.0)
 
 
-@register('co_reward', CoRewardConfig, needs=('rephrased',), source='Co-Reward')
+@register('co_reward', CoRewardConfig, needs=('texts', 'rephrased'), source='Co-Reward')
 class CoReward(Scheme):
-  """Co-Reward: agreement with the majority answer of the rephrased question's group (rewards.shaping.co_reward)."""
+  """Co-Reward: agreement with the majority answer of the rephrased question's group (rewards.shaping.co_reward).
+
+  The loop pairs the groups (group 2k answers question k, group 2k+1 its rephrasing); answers are
+  compared by `math_answer.answer_key` (the last boxed answer, else the <answer> block, normalised).
+  """
+
+  def term(self, x):
+    g = x.num_generations
+    rows = len(x.tokens)
+    if len(x.texts) != rows:
+      raise ValueError(f'co_reward: {len(x.texts)} completion texts for {rows} rows')
+    if rows % (2 * g):
+      raise ValueError(f'co_reward: {rows // g} groups do not pair into (question, rephrasing) groups')
+    keys = np.array([math_answer.answer_key(str(t)) for t in x.texts], dtype=object).reshape(-1, 2, g)
+    original, rephrased = shaping.co_reward(list(keys[:, 0].reshape(-1)), list(keys[:, 1].reshape(-1)), g)
+    agreement = np.stack([original.reshape(-1, g), rephrased.reshape(-1, g)], axis=1).reshape(-1)
+    answered = np.array([k is not None for k in keys.reshape(-1)])
+    return self.cfg.coef * agreement, {'answered_frac': float(answered.mean()),
+                                       'agreement_mean': float(agreement.mean())}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -733,6 +761,11 @@ def parse(section: Mapping[str, Any] | None, *, max_new_tokens: int) -> tuple[Se
       raise ValueError(f'shaping: {sorted(chosen & group)} add overlapping terms (the same bonus twice); '
                        'select one of them')
   return tuple(selected)
+
+
+def needs_of(name: str) -> frozenset[str]:
+  """The loop inputs a registered scheme reads."""
+  return _REGISTRY[name].needs
 
 
 def config_json(selected: Selected) -> Any:
