@@ -89,6 +89,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.warmup.batch_size = 64  # sequences per warm-up step
   c.warmup.learning_rate = 3e-3  # constant learning rate of the warm-up
   c.warmup.reference = True  # the KL reference is the policy after warm-up (else: the initial policy)
+  c.warmup.answers = 'random'  # 'correct': the task's answers (a pretrained stand-in for label-free methods)
 
   c.train = config_dict.ConfigDict()
   c.train.steps = 500  # RL steps

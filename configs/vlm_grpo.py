@@ -129,6 +129,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # lr-sized steps (image embeddings 1.2 -> 56 in norm). Neither choice is reliably better per seed
   # at this size (README); 2x2 seed 0 reached 0.98 trained, 0.06 frozen.
   c.warmup.train_vision = True  # the warm-up also trains the vision tower (False: frozen)
+  c.warmup.answers = 'random'  # 'correct': the task's answers (a pretrained stand-in for label-free methods)
 
   c.train = config_dict.ConfigDict()
   c.train.steps = 1000  # RL steps

@@ -194,6 +194,9 @@ def check_loop_support(rl: RLConfig, loss: LossConfig) -> None:
                        f'provide {needs} yet')
 
 
+WARMUP_ANSWERS = ('random', 'correct')
+
+
 @dataclasses.dataclass(frozen=True)
 class WarmupConfig:
   steps: int = 150
@@ -201,10 +204,16 @@ class WarmupConfig:
   learning_rate: float = 3e-3
   reference: bool = True
   train_vision: bool = True
+  # 'random': well-formed completions with random answers (the format, never the answers); 'correct': the
+  # task's correct answers, a stand-in for a pretrained checkpoint where a method needs a policy that is
+  # already right more often than not (label-free rewards such as Co-Reward's majority agreement).
+  answers: str = 'random'
 
   def __post_init__(self):
     if self.steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
       raise ValueError(f'warmup: steps >= 0, batch_size >= 1 and learning_rate > 0 required, got {self}')
+    if self.answers not in WARMUP_ANSWERS:
+      raise ValueError(f'warmup.answers must be one of {WARMUP_ANSWERS}, got {self.answers!r}')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -139,6 +139,10 @@ class Trainer:
     # A row source stands in for the task: its rewards, a probe example, format-only warm-up answers.
     self.task = (data_sources.source_task(cfg.data, **source_kwargs) if self.from_rows
                  else tasks.get(cfg.task_name, cfg.task))
+    if cfg.warmup.steps and cfg.warmup.answers == 'correct' and not hasattr(self.task, 'answer_completion'):
+      raise ValueError(f"warmup.answers='correct' trains on the task's correct answers, but "
+                       f"{'data.source ' + repr(cfg.data.source) if self.from_rows else 'task ' + repr(cfg.task_name)}"
+                       " has no answer_completion; use warmup.answers='random'")
     # reward.weights = {} takes the task's published rewards and weights.
     self.reward_weights = dict(cfg.reward_weights) or dict(zip(self.task.reward_names, self.task.reward_weights))
     # Summary metrics (solve rate, accuracy, format rate) by reward; logged, trained on only if weighted.
@@ -410,8 +414,16 @@ class Trainer:
     return rewards.score_batch(texts, metas, weights, workers=self.cfg.reward_exec.workers,
                                timeout_s=self.cfg.reward_exec.timeout_s)
 
+  def _warmup_completion(self, meta: dict[str, Any], seed: int) -> str:
+    if self.cfg.warmup.answers == 'correct':
+      return self.task.answer_completion(meta)
+    return self.task.random_answer_completion(meta, seed=seed)
+
   def warmup(self) -> None:
-    """Supervised steps on random valid answers: the format is learned, the answers are not."""
+    """Supervised steps on random valid answers: the format is learned, the answers are not.
+
+    With warmup.answers = 'correct', on the task's correct answers instead (a pretrained stand-in).
+    """
     cfg = self.cfg
     params = self.state['params']
     opt_state = jax.jit(self.sft_tx.init, out_shardings=shd.optimizer_shardings(
@@ -421,7 +433,7 @@ class Trainer:
       prompts = self.warmup_stream.next()
       examples = prompts.examples
       first = jax.process_index() * len(examples)  # answers seeded by the row's place in the global batch
-      targets = [self.tokenizer.encode(self.task.random_answer_completion(e['meta'], seed=position * 7919 + i),
+      targets = [self.tokenizer.encode(self._warmup_completion(e['meta'], seed=position * 7919 + i),
                                        add_special_tokens=False) + [self.eos_id]
                  for i, e in enumerate(examples, start=first)]
       tokens = np.full((len(targets), steps), self.pad_id, np.int32)

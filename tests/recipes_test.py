@@ -261,7 +261,8 @@ def test_co_reward_real_scale_has_the_scripts_cosine_schedule():
   for arg in module.ARGS[1:]:
     optim = run_config.from_config_dict(module.get_config(arg)).optim
     assert (optim.schedule, optim.warmup_steps, optim.end_lr_factor) == ('cosine', 17, 0.0)
-  assert run_config.from_config_dict(module.get_config('tiny')).optim.schedule == 'constant'
+  tiny = run_config.from_config_dict(module.get_config('tiny'))
+  assert tiny.optim.schedule == 'constant' and tiny.warmup.answers == 'correct'  # a competent start (docstring)
 
 
 @pytest.mark.parametrize('name', RECIPES)

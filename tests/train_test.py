@@ -68,6 +68,43 @@ def test_format_warmup_leaves_the_vision_tower_alone_unless_asked(tmp_path, trai
   assert all(moved[name] == train_vision for name in vision), {name: moved[name] for name in vision}
 
 
+def test_warmup_on_correct_answers_trains_on_the_tasks_answers(tmp_path):
+  """warmup.answers = 'correct' (a pretrained stand-in for label-free recipes): each warm-up target is
+  the boxed correct answer of its prompt, then EOS; 'random' targets are mostly wrong answers."""
+  config = llm_grpo.get_config()
+  config.warmup.steps, config.warmup.batch_size = 2, 8
+  config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 16, 4, 16
+  config.train.eval_size = 8
+  targets = {}
+  for answers in ('correct', 'random'):
+    config.warmup.answers = answers
+    trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / answers))
+    seen = []
+    next_batch = trainer.warmup_stream.next
+    trainer.warmup_stream.next = lambda: seen.append(next_batch()) or seen[-1]
+    sft_update = trainer.learner.sft_update
+
+    def recorded(params, opt_state, batch, sft_update=sft_update):
+      tokens = np.asarray(jax.device_get(batch['tokens']))
+      targets.setdefault(answers, []).extend(trainer.tokenizer.decode(t[t != trainer.pad_id]) for t in tokens)
+      return sft_update(params, opt_state, batch)
+
+    trainer.learner.sft_update = recorded
+    trainer.warmup()
+    truth = [rf'\boxed{{{e["meta"]["answer"]}}}' for batch in seen for e in batch.examples]
+    assert len(targets[answers]) == len(truth) == 16
+    eos = trainer.tokenizer.decode([trainer.eos_id])
+    right = [t == a + eos for t, a in zip(targets[answers], truth)]
+    assert all(right) if answers == 'correct' else sum(right) <= 4
+  config = vlm_grpo.get_config('tiny_2x1')
+  config.warmup.answers = 'correct'
+  with pytest.raises(ValueError, match=r"warmup.answers='correct' .* task 'jigsaw' has no answer_completion"):
+    train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'jigsaw'))
+  config.warmup.answers = 'right'
+  with pytest.raises(ValueError, match=r"warmup.answers must be one of \('random', 'correct'\), got 'right'"):
+    run_config.from_config_dict(config)
+
+
 @pytest.mark.slow
 def test_crash_mid_run_leaves_the_last_checkpoint_loadable(tmp_path, monkeypatch):
   workdir = str(tmp_path / 'run')

@@ -27,8 +27,11 @@ Approximated:
   mini-batch  one update per rollout on both halves (the script: mini-batch 128 = its question batch)
 Not available yet: rephrasing by a model (the task's templated paraphrase stands in; a JSONL source
   can carry users' rewrites in meta 'paraphrase').
-Tiny: difficulty 1, 4 questions + 4 rephrasings x G 8, 16-token completions, 200 RL steps after 100
-warm-up steps.
+Tiny: difficulty 1, 4 questions + 4 rephrasings x G 8, 16-token completions, lr 1e-4, 100 RL steps
+after 1000 warm-up steps on the CORRECT answers (warmup.answers = 'correct'): a label-free reward
+needs a policy that is already right more often than not (the paper starts from pretrained models);
+after the format-only warm-up of the other tiny recipes (accuracy ~0.03) the run collapses onto one
+answer for every question (README, recipes table).
 """
 
 import importlib.util
@@ -52,10 +55,12 @@ def get_config(arg=None):
       rl=dict(advantage='grpo', advantage_eps=1e-6, ratio_level='token', surrogate='ppo_clip', eps_low=0.2,
               eps_high=0.2, beta=0.005, kl_estimator='k3', kl_placement='loss', aggregation='token_mean',
               entropy_coef=0.0),
-      tiny_scale=dict(prompts=8, generations=8, max_new_tokens=16, prompt_buckets=(96,), steps=200,
-                      warmup_steps=100),
+      tiny_scale=dict(prompts=8, generations=8, max_new_tokens=16, prompt_buckets=(96,), steps=100,
+                      warmup_steps=1000, learning_rate=1e-4),
       real_scale={preset: _REAL for preset in ARGS[1:]},
       shaping={arg: {'co_reward': {}} for arg in ARGS})
-  if c.model.preset != 'tiny_lm':  # the script's cosine schedule after a 10% warm-up, to 0
+  if c.model.preset == 'tiny_lm':  # a competent start: the warm-up trains on the task's answers
+    c.warmup.answers = 'correct'
+  else:  # the script's cosine schedule after a 10% warm-up, to 0
     _common.set_fields(c.optim, schedule='cosine', warmup_steps=_STEPS // 10, end_lr_factor=0.0)
   return c

@@ -128,6 +128,9 @@ class ArithmeticTask:
             'think': cfg.think, 'answer_format': 'boxed'}
     return {'prompt': prompt, 'images': [], 'meta': meta}
 
+  def answer_completion(self, meta: Mapping[str, Any]) -> str:
+    return templates.format_completion(str(meta['answer']), think=self.cfg.think, answer_format='boxed')
+
   def random_answer_completion(self, meta: Mapping[str, Any], seed: int) -> str:
     value = int(base.completion_rng(seed).integers(-10**meta['digits'], 10**meta['digits']))
     return templates.format_completion(str(value), think=self.cfg.think, answer_format='boxed')

@@ -56,6 +56,9 @@ class Task(Protocol):
     """A well-formed completion with a random (usually wrong) answer: teaches the format, not the task."""
     ...
 
+  # Optional: `answer_completion(meta) -> str`, the shortest well-formed completion with the correct
+  # answer, for `warmup.answers = 'correct'` (tasks without it refuse that setting).
+
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
