@@ -34,6 +34,7 @@ from rl_reason.rl import advantages as advantages_lib
 from rl_reason.rl import entropy_control
 from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import learner as learner_lib
+from rl_reason.rl import listener as listener_lib
 from rl_reason.sampling import Sampler, SamplingConfig
 
 # Config keys whose change makes a checkpoint in the workdir unusable for this run.
@@ -221,8 +222,12 @@ class Trainer:
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
     self.base_key = multihost.put(jax.random.key(cfg.seed), self.replicated)
+    # The frozen reference: the KL's anchor (beta > 0) and the listener's parameters (shaping 'listener').
+    self.listener = (listener_lib.Listener(self.graphdef, self.tokenizer, pad_id=self.pad_id, mesh=self.mesh,
+                                           rules=cfg.mesh.rules) if 'listener' in self.shaper.needs else None)
+    keep_reference = cfg.loss.beta > 0 or self.listener is not None
     self.state = dict(params=params, opt_state=opt_state,
-                      ref_params=jax.tree.map(jnp.copy, params) if cfg.loss.beta > 0 else None)
+                      ref_params=jax.tree.map(jnp.copy, params) if keep_reference else None)
     self.step = 0
     self.checkpointer = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                                 keep=cfg.train.keep_checkpoints)
@@ -519,9 +524,15 @@ class Trainer:
     # The advantages see the shaped reward; the logged task metrics (reward_mean, ...) stay the task's.
     # Shaping sees the whole batch (some schemes rank or pool groups across it, and their metrics are
     # the batch's); each process trains on its own rows of the result.
-    texts_if_read = {'texts': np.asarray(texts)} if 'texts' in self.shaper.needs else {}  # gathered only then
+    read_only_by_some = {}  # computed and gathered only when a selected scheme reads them
+    if 'texts' in self.shaper.needs:
+      read_only_by_some['texts'] = np.asarray(texts)
+    if self.listener is not None:  # p_listener of the right answer given each completion's reasoning
+      prompt = shd.host_to_global(dict(prompt=inputs), self.mesh)['prompt']
+      read_only_by_some['listener'] = self.listener.probabilities(self.state['ref_params'], prompt,
+                                                                  rollout.examples, texts)
     whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
-                                    logprobs=rollout.logprobs, entropies=rollout.entropies, **texts_if_read))
+                                    logprobs=rollout.logprobs, entropies=rollout.entropies, **read_only_by_some))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(
         **whole, num_generations=groups, step=self.step, token_text=self._token_text))
     trained = multihost.process_rows(trained, len(total))
@@ -540,7 +551,7 @@ class Trainer:
       coef = self.entropy_control.step(sampled_entropy)
       update_batch['entropy_coef'] = jax.device_put(np.float32(coef), self.replicated)
       control_metrics = {'entropy_sampled': sampled_entropy}
-    if self.state['ref_params'] is not None:
+    if loss_cfg.beta > 0:
       update_batch['ref_logprobs'] = self.learner.logprobs(self.state['ref_params'], update_batch)
     if cfg.rl.optimizer_steps(cfg.rollout) > 1:  # the policy moves during the rollout's updates
       update_batch['old_logprobs'] = self.learner.logprobs(self.state['params'], update_batch)

@@ -36,7 +36,8 @@ def _shaper(section, max_new_tokens=16):
      r'shaping.dapo_overlong: need 0 < cache_length <= max_length, got 17, 16'),
     ({'dapo_overlong': 4}, r'shaping.dapo_overlong must be a mapping'),
     ({'dapo_overlong': {'cache_length': 4, 'end_step': -1}}, r'shaping.dapo_overlong.end_step must be'),
-    ({'listener': {'weight': 1.0}}, r'shaping.listener .* needs a model scorer .* the training loop does not provide'),
+    ({'listener': {}}, r"shaping.listener: missing required field\(s\) \['weight'\]"),
+    ({'listener': {'weight': -0.5}}, r'shaping.listener: weight must be finite and in \[0.0, None\]'),
     ({'co_reward': {'coef': -1.0}}, r'shaping.co_reward: coef must be finite and in \[0.0, None\]'),
     ({'pear': {'lambda_think': -0.1}}, r'shaping.pear: lambda_think must be'),
     ({'kimi_length': {'correct': 'no_such_reward'}}, r"shaping.kimi_length: correct: reward 'no_such_reward' unknown"),
@@ -97,6 +98,16 @@ def test_co_reward_votes_across_each_question_and_its_rephrasing():
     _shaper({'co_reward': {}}).apply(dataclasses.replace(_inputs(np.zeros(6), [3] * 6, 2), texts=texts[:6]))
   with pytest.raises(ValueError, match=r'co_reward: 7 completion texts for 8 rows'):
     _shaper({'co_reward': {}}).apply(dataclasses.replace(x, texts=texts[:7]))
+
+
+def test_listener_term_is_the_weighted_probability_where_applicable():
+  x = dataclasses.replace(_inputs(np.zeros(4), [3] * 4, 2), listener=np.array([0.25, np.nan, 1.0, 0.5]))
+  shaped, metrics = _shaper({'listener': {'weight': 0.4}}).apply(x)
+  np.testing.assert_allclose(shaped, [0.1, 0.0, 0.4, 0.2])
+  assert metrics['shaping/listener/applicable'] == 0.75
+  assert metrics['shaping/listener/p_mean'] == pytest.approx(1.75 / 3)
+  with pytest.raises(ValueError, match=r'listener: \(3,\) probabilities for 4 rows'):
+    _shaper({'listener': {'weight': 0.4}}).apply(dataclasses.replace(x, listener=np.ones(3)))
 
 
 def test_config_section_becomes_frozen_validated_entries():

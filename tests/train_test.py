@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import llm_grpo, vlm_grpo
-from configs.recipes import rulereasoner
+from configs.recipes import rulereasoner, sophiavl_r1
 from rl_reason import checkpoint, metrics, rewards, run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -438,6 +438,45 @@ def test_co_reward_trains_on_agreement_across_each_question_and_its_rephrasing(t
     np.testing.assert_array_equal(step['trained'], expected.reshape(-1))
     assert row['shaping/co_reward/agreement_mean'] == pytest.approx(expected.mean())
     assert row['shaping/co_reward/answered_frac'] == 1.0
+
+
+def test_listener_shaping_adds_the_frozen_listeners_probability(tmp_path):
+  """Listener-rewarded thinking in the loop: with beta = 0 the reference is still kept (the listener's
+  parameters, frozen at the post-warm-up policy) but no reference log-probs are computed; the trained
+  reward is the task total plus weight x p_listener, NaN (no candidates) adding nothing."""
+  config = sophiavl_r1.get_config('tiny')
+  config.warmup.steps, config.warmup.batch_size = 2, 8
+  config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 16, 4, 16
+  config.train.steps, config.train.eval_every, config.train.eval_size = 2, 0, 8
+  config.rl.beta = 0.0
+  config.shaping = {'listener': {'weight': 0.5}}
+  cfg = run_config.from_config_dict(config)
+  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
+  steps = []
+  probabilities = trainer.listener.probabilities
+
+  def listened(params, prompt, examples, texts):
+    p = probabilities(params, prompt, examples, texts)
+    steps.append({'p': p, 'frozen': params is trainer.state['ref_params']})
+    return p
+
+  trainer.listener.probabilities = listened
+
+  def advantaged(args, advantages):
+    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
+
+  raw, logprob_calls = [], []
+  trainer.learner.logprobs = lambda params, batch: logprob_calls.append(params)  # must not be called
+  trainer.score = _Recording(trainer.score, lambda args, scores: raw.append(np.nan_to_num(scores['total'], nan=0.0))
+                             if len(args[0]) == cfg.rollout.batch_size else None)
+  trainer._advantages = _Recording(trainer._advantages, advantaged)
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert len(steps) == len(rows) == len(raw) == 2 and not logprob_calls  # beta 0, one update: no extra passes
+  assert trainer.state['ref_params'] is not None
+  for step, total, row in zip(steps, raw, rows):
+    assert step['frozen'] and np.isfinite(step['p']).all() and (0 < step['p']).all() and (step['p'] < 1).all()
+    np.testing.assert_allclose(step['trained'], total + 0.5 * step['p'], rtol=1e-6, atol=1e-6)
+    assert row['shaping/listener/p_mean'] == pytest.approx(step['p'].mean())
 
 
 @pytest.mark.slow

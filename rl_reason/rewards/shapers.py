@@ -8,12 +8,14 @@ The optional `shaping` config section maps scheme names to their fields, e.g.
 
 `parse(section, max_new_tokens=...)` validates it at config time into frozen `Selected` entries: an
 unknown scheme or field, a missing required field, an unknown reward name, or an input the loop does
-not provide (`LOOP_INPUTS`; e.g. the model scorer of `listener`) is a ValueError naming the key.
+not provide (`LOOP_INPUTS`; the loop computes the costlier ones only for the schemes that read them)
+is a ValueError naming the key.
 Every scheme also takes `end_step` (0: every step; else it applies at steps < end_step).
 
 `Shaper(selected).apply(StepInputs(...))` runs once per RL step, after scoring and before the
 advantages. Each scheme computes an additive term [B] from the step's task scores and rollout
-(lengths in tokens, the sampler's log-probs, the step), never from another scheme's
+(lengths in tokens, texts, the sampler's log-probs and entropies, a frozen listener's probabilities,
+the step), never from another scheme's
 output, so their order does not matter; the trained reward is the task's weighted total plus the
 sum of the terms. Schemes that the papers write as a whole reward R = C + bonus (LASER, ALP, GRPO-λ,
 Trust-GRPO) contribute R - C: with the run's reward equal to C, the trained reward is the paper's R.
@@ -38,11 +40,11 @@ from rl_reason.rewards import math_answer, model_signals, registry, shaping
 
 # What the training loop hands the schemes each step (StepInputs); a scheme needing anything else is refused.
 # Provided when a selected scheme needs them: 'entropies' (the sampler computes them), 'rephrased' (the
-# step's prompts come in pairs, each followed by its rephrasing: groups 2k and 2k+1 answer one question).
-LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'texts', 'rephrased', 'step'})
-_NOT_PROVIDED = {
-    'scorer': 'a model scorer (rewards.model_signals.Scorer: a served reward model or listener)',
-}
+# step's prompts come in pairs, each followed by its rephrasing: groups 2k and 2k+1 answer one question),
+# 'listener' (a frozen listener's probability of the right answer: rl/listener.py).
+LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'texts', 'rephrased', 'listener',
+                         'step'})
+_NOT_PROVIDED: dict[str, str] = {}  # what a registered scheme may need that the loop cannot feed yet
 # Schemes whose terms overlap: selecting two of one set would count the same bonus twice.
 _EXCLUSIVE = (frozenset({'laser', 'laser_d', 'laser_de'}), frozenset({'kimi_length', 'grpo_lambda'}))
 COMMON_FIELDS = ('end_step',)
@@ -61,6 +63,8 @@ class StepInputs:
     entropies: [B, N] per-token entropies of the sampler's temperature-scaled distribution (0 after
       the end), or None when no selected scheme needs them (the sampler computes them on request).
     texts: B decoded completions.
+    listener: [B] a frozen listener's probability of the right answer given each completion's
+      reasoning, NaN where the example has no candidates (rl/listener.py); None unless read.
     num_generations: G.
     step: the 0-based RL step.
     token_text: token id -> its text ('' for special tokens), to find spans such as '<answer>'.
@@ -76,6 +80,7 @@ class StepInputs:
   token_text: Callable[[int], str]
   entropies: np.ndarray | None = None
   texts: Sequence[str] = ()
+  listener: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------- config checks
@@ -684,15 +689,30 @@ class CoReward(Scheme):
 @dataclasses.dataclass(frozen=True)
 class ListenerConfig:
   """Attributes:
-    weight: w in acc + w * p_listener (unverified in the paper).
+    weight: w in acc + w * p_listener (unverified in the paper, so required).
   """
 
   weight: float
 
+  def __post_init__(self):
+    _finite(self.weight, 'weight', low=0.0)
 
-@register('listener', ListenerConfig, needs=('scorer',), source='Listener-rewarded thinking')
+
+@register('listener', ListenerConfig, needs=('listener',), source='Listener-rewarded thinking')
 class Listener(Scheme):
-  """Listener: w * a frozen listener's probability of the right choice given the thought (model_signals)."""
+  """Listener: w * a frozen listener's probability of the right answer given the thought (rl/listener.py).
+
+  Completions of examples without candidate answers (NaN) get no term.
+  """
+
+  def term(self, x):
+    p = np.asarray(x.listener, np.float64)
+    if p.shape != (len(x.tokens),):
+      raise ValueError(f'listener: {p.shape} probabilities for {len(x.tokens)} rows')
+    applicable = ~np.isnan(p)
+    return self.cfg.weight * np.nan_to_num(p, nan=0.0), {
+        'applicable': float(applicable.mean()),
+        'p_mean': float(p[applicable].mean()) if applicable.any() else math.nan}
 
 
 # ---------------------------------------------------------------------------- parsing and the shaper
