@@ -83,6 +83,17 @@ out = sampling.generate(model, ids, mask, max_new_tokens=160, temperature=1.0, r
 result['tokens'] = shd.host_rows(out.tokens).tolist()
 result['lengths'] = shd.host_rows(out.lengths).tolist()
 
+# the listener over both processes: each scores its own prompts' completions (listener_case.py)
+import listener_case  # pylint: disable=g-import-not-at-top
+from rl_reason.rl import listener as listener_lib  # pylint: disable=g-import-not-at-top
+own = slice(2 * process_id, 2 * process_id + 2)
+prompt = shd.host_to_global(dict(prompt=models.prepare_inputs(
+    cfg, listener_case.PROMPT_IDS[own], np.ones_like(listener_case.PROMPT_IDS[own]))), mesh)['prompt']
+listener = listener_lib.Listener(nnx.graphdef(model), listener_case.CharTokenizer(), pad_id=0, mesh=mesh)
+p_listener = listener.probabilities(placed_params, prompt, listener_case.EXAMPLES[own],
+                                    listener_case.TEXTS[4 * process_id:4 * process_id + 4])
+result['listener'] = [None if np.isnan(p) else float(p) for p in p_listener]
+
 with open(out_path, 'w') as f:
   json.dump(result, f)
 jax.distributed.shutdown()

@@ -16,9 +16,12 @@ import pytest
 
 from flax import nnx
 
+import listener_case
+
 from rl_reason import metrics, models, sampling, train
 from rl_reason.parallel import multihost
 from rl_reason.parallel import sharding as shd
+from rl_reason.rl import listener as listener_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The suite's compile-time flags without its device count: each worker process has one CPU device.
@@ -153,6 +156,20 @@ def test_generate_over_two_processes_gives_the_tokens_of_one(two_processes):
   for i, result in enumerate(two_processes):  # process i holds rows 4i .. 4i + 3 (2 prompts x 2 samples)
     np.testing.assert_array_equal(result['tokens'], tokens[4 * i:4 * i + 4])
     np.testing.assert_array_equal(result['lengths'], lengths[4 * i:4 * i + 4])
+
+
+def test_listener_over_two_processes_scores_as_one(two_processes):
+  """Each process scores its own prompts' completions; together they equal one process scoring all."""
+  mesh = shd.make_mesh(shd.MeshConfig(num_devices=1))
+  model = models.create(_TINY_TEXT, seed=0)
+  prompt = shd.host_to_global(dict(prompt=models.prepare_inputs(
+      _TINY_TEXT, listener_case.PROMPT_IDS, np.ones_like(listener_case.PROMPT_IDS))), mesh)['prompt']
+  listener = listener_lib.Listener(nnx.graphdef(model), listener_case.CharTokenizer(), pad_id=0, mesh=mesh)
+  expected = listener.probabilities(nnx.state(model), prompt, listener_case.EXAMPLES, listener_case.TEXTS)
+  assert np.isnan(expected[6:]).all() and np.isfinite(expected[:6]).all()
+  for i, result in enumerate(two_processes):
+    got = np.array([np.nan if p is None else p for p in result['listener']])
+    np.testing.assert_allclose(got, expected[4 * i:4 * i + 4], rtol=1e-5)
 
 
 _LOOP_CONFIG = """
