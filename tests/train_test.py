@@ -307,6 +307,30 @@ class _Recording:
     return getattr(self._inner, name)
 
 
+def _run_recording_steps(trainer, sampled_fields=()):
+  """Runs the trainer; per RL step records the sampler output's `sampled_fields`, the scored texts and
+  metas, the task's total ('raw'), the trained reward and the advantages. Returns (steps, RL rows)."""
+  batch_size = trainer.cfg.rollout.batch_size
+  steps = []
+
+  def sampled(args, out):
+    if args[-1] is trainer.sampling:  # not the greedy evaluation
+      steps.append({k: np.asarray(jax.device_get(getattr(out, k))) for k in sampled_fields})
+
+  def scored(args, scores):
+    if len(args[0]) == batch_size:
+      steps[-1].update(texts=list(args[0]), metas=list(args[1]), raw=np.nan_to_num(scores['total'], nan=0.0))
+
+  def advantaged(args, advantages):
+    steps[-1].update(trained=np.asarray(jax.device_get(args[1]), np.float64),
+                     advantages=np.asarray(jax.device_get(advantages), np.float64))
+
+  trainer.sampler = _Recording(trainer.sampler, sampled)
+  trainer.score = _Recording(trainer.score, scored)
+  trainer._advantages = _Recording(trainer._advantages, advantaged)
+  return steps, [r for r in trainer.run() if 'reward_mean' in r]
+
+
 def test_dapo_overlong_shaping_is_what_the_advantages_see(tmp_path):
   """Trained reward = task total + DAPO's penalty of each completion's token length, exactly; the
   advantages are computed from it; the logged task metrics stay the task's."""
@@ -315,25 +339,7 @@ def test_dapo_overlong_shaping_is_what_the_advantages_see(tmp_path):
   # L_max = rollout.max_new_tokens = 12, L_c = 6: free up to 6 tokens, so even the 8-token 2x1 answers pay.
   config.shaping = {'dapo_overlong': {'cache_length': 6}}
   cfg = run_config.from_config_dict(config)
-  trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
-  steps = []
-
-  def sampled(args, out):
-    if args[-1] is trainer.sampling:  # not the greedy evaluation
-      steps.append({'lengths': np.asarray(jax.device_get(out.lengths))})
-
-  def scored(args, scores):
-    if len(args[0]) == cfg.rollout.batch_size:
-      steps[-1]['raw'] = np.nan_to_num(scores['total'], nan=0.0)
-
-  def advantaged(args, advantages):
-    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
-    steps[-1]['advantages'] = np.asarray(jax.device_get(advantages), np.float64)
-
-  trainer.sampler = _Recording(trainer.sampler, sampled)
-  trainer.score = _Recording(trainer.score, scored)
-  trainer._advantages = _Recording(trainer._advantages, advantaged)
-  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  steps, rows = _run_recording_steps(train.Trainer(cfg, run_config.plain(config), str(tmp_path)), ('lengths',))
   assert len(steps) == len(rows) == 2
   for step, row in zip(steps, rows):
     lengths = step['lengths'].astype(np.float64)
@@ -360,23 +366,7 @@ def test_pear_shaping_reads_the_sampler_entropies(tmp_path):
   cfg = run_config.from_config_dict(config)
   trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
   assert trainer.sampling.return_entropy and not trainer.greedy.return_entropy
-  steps = []
-
-  def sampled(args, out):
-    if args[-1] is trainer.sampling:
-      steps.append({k: np.asarray(jax.device_get(getattr(out, k))) for k in ('tokens', 'lengths', 'entropy')})
-
-  def scored(args, scores):
-    if len(args[0]) == cfg.rollout.batch_size:
-      steps[-1]['raw'] = np.nan_to_num(scores['total'], nan=0.0)
-
-  def advantaged(args, advantages):
-    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
-
-  trainer.sampler = _Recording(trainer.sampler, sampled)
-  trainer.score = _Recording(trainer.score, scored)
-  trainer._advantages = _Recording(trainer._advantages, advantaged)
-  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  steps, rows = _run_recording_steps(trainer, ('tokens', 'lengths', 'entropy'))
   assert len(steps) == len(rows) == 2
   for step, row in zip(steps, rows):
     entropy, lengths = step['entropy'], step['lengths']
@@ -406,20 +396,8 @@ def test_co_reward_trains_on_agreement_across_each_question_and_its_rephrasing(t
   config.shaping = {'co_reward': {}}
   cfg = run_config.from_config_dict(config)
   trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
-  steps = []
-  boxed_digit = lambda tokens, lengths: [rf'\boxed{{{int(t[0]) % 3}}}' for t in tokens]
-  trainer.decode = boxed_digit
-
-  def scored(args, scores):
-    if len(args[0]) == cfg.rollout.batch_size:
-      steps.append({'texts': list(args[0]), 'metas': list(args[1]), 'raw': np.nan_to_num(scores['total'], nan=0.0)})
-
-  def advantaged(args, advantages):
-    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
-
-  trainer.score = _Recording(trainer.score, scored)
-  trainer._advantages = _Recording(trainer._advantages, advantaged)
-  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  trainer.decode = lambda tokens, lengths: [rf'\boxed{{{int(t[0]) % 3}}}' for t in tokens]
+  steps, rows = _run_recording_steps(trainer)
   assert len(steps) == len(rows) == 2
   for step, row in zip(steps, rows):
     np.testing.assert_array_equal(step['raw'], 0.0)  # label-free: the task's correctness is weighted 0
@@ -443,7 +421,7 @@ def test_co_reward_trains_on_agreement_across_each_question_and_its_rephrasing(t
 def test_listener_shaping_adds_the_frozen_listeners_probability(tmp_path):
   """Listener-rewarded thinking in the loop: with beta = 0 the reference is still kept (the listener's
   parameters, frozen at the post-warm-up policy) but no reference log-probs are computed; the trained
-  reward is the task total plus weight x p_listener, NaN (no candidates) adding nothing."""
+  reward is the task total plus weight x p_listener."""
   config = sophiavl_r1.get_config('tiny')
   config.warmup.steps, config.warmup.batch_size = 2, 8
   config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 16, 4, 16
@@ -452,31 +430,17 @@ def test_listener_shaping_adds_the_frozen_listeners_probability(tmp_path):
   config.shaping = {'listener': {'weight': 0.5}}
   cfg = run_config.from_config_dict(config)
   trainer = train.Trainer(cfg, run_config.plain(config), str(tmp_path))
-  steps = []
+  listened, logprob_calls = [], []
   probabilities = trainer.listener.probabilities
-
-  def listened(params, prompt, examples, texts):
-    p = probabilities(params, prompt, examples, texts)
-    steps.append({'p': p, 'frozen': params is trainer.state['ref_params']})
-    return p
-
-  trainer.listener.probabilities = listened
-
-  def advantaged(args, advantages):
-    steps[-1]['trained'] = np.asarray(jax.device_get(args[1]), np.float64)
-
-  raw, logprob_calls = [], []
+  trainer.listener.probabilities = lambda params, *args: listened.append(
+      (probabilities(params, *args), params is trainer.state['ref_params'])) or listened[-1][0]
   trainer.learner.logprobs = lambda params, batch: logprob_calls.append(params)  # must not be called
-  trainer.score = _Recording(trainer.score, lambda args, scores: raw.append(np.nan_to_num(scores['total'], nan=0.0))
-                             if len(args[0]) == cfg.rollout.batch_size else None)
-  trainer._advantages = _Recording(trainer._advantages, advantaged)
-  rows = [r for r in trainer.run() if 'reward_mean' in r]
-  assert len(steps) == len(rows) == len(raw) == 2 and not logprob_calls  # beta 0, one update: no extra passes
-  assert trainer.state['ref_params'] is not None
-  for step, total, row in zip(steps, raw, rows):
-    assert step['frozen'] and np.isfinite(step['p']).all() and (0 < step['p']).all() and (step['p'] < 1).all()
-    np.testing.assert_allclose(step['trained'], total + 0.5 * step['p'], rtol=1e-6, atol=1e-6)
-    assert row['shaping/listener/p_mean'] == pytest.approx(step['p'].mean())
+  steps, rows = _run_recording_steps(trainer)
+  assert len(steps) == len(rows) == len(listened) == 2 and not logprob_calls  # beta 0, one update: no extra pass
+  for step, (p, frozen), row in zip(steps, listened, rows):
+    assert frozen and np.isfinite(p).all() and (0 < p).all() and (p < 1).all()  # single-answer questions
+    np.testing.assert_allclose(step['trained'], step['raw'] + 0.5 * p, rtol=1e-6, atol=1e-6)
+    assert row['shaping/listener/p_mean'] == pytest.approx(p.mean())
 
 
 @pytest.mark.slow
