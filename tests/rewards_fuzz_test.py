@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rl_reason import rewards
-from rl_reason.rewards import deadline, ui
+from rl_reason.rewards import deadline, math_answer, ui
 
 
 def _module(name):
@@ -144,3 +144,17 @@ def test_megabyte_completions_are_fast_and_in_range(name):
     for text in BIG.values():
       assert len(text) >= 900_000
       check_value(name, rewards.get(name).fn(text, meta))
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXT)
+def test_co_rewards_answer_key_never_raises(text):
+  """Co-Reward votes on math_answer.answer_key of every completion: any text gives a key or None."""
+  key = math_answer.answer_key(text)
+  assert key is None or (isinstance(key, str) and key)
+
+
+def test_co_rewards_answer_key_is_fast_on_megabyte_completions():
+  with deadline.deadline(5.0):
+    for text in BIG.values():
+      math_answer.answer_key(text)
