@@ -222,16 +222,48 @@ class Trainer:
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
     self.base_key = multihost.put(jax.random.key(cfg.seed), self.replicated)
-    # The frozen reference: the KL's anchor (beta > 0) and the listener's parameters (shaping 'listener').
-    self.listener = (listener_lib.Listener(self.graphdef, self.tokenizer, pad_id=self.pad_id, mesh=self.mesh,
-                                           rules=cfg.mesh.rules) if 'listener' in self.shaper.needs else None)
-    keep_reference = cfg.loss.beta > 0 or self.listener is not None
+    self.listener, self.listener_params = self._build_listener()
     self.state = dict(params=params, opt_state=opt_state,
-                      ref_params=jax.tree.map(jnp.copy, params) if keep_reference else None)
+                      ref_params=jax.tree.map(jnp.copy, params) if self._keeps_reference() else None)
     self.step = 0
     self.checkpointer = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                                 keep=cfg.train.keep_checkpoints)
     self.advantage_fn = advantages_lib.get_advantage_fn(cfg.rl.advantage)
+
+  def _listener_path(self) -> str | None:
+    """None without the listener scheme; '' when the listener is the frozen reference; else its checkpoint."""
+    chosen = [s.config.path for s in self.cfg.shaping if s.name == 'listener']
+    return chosen[0] if chosen else None
+
+  def _keeps_reference(self) -> bool:
+    """The frozen reference is the KL's anchor (beta > 0) and, by default, the listener's parameters."""
+    return self.cfg.loss.beta > 0 or self._listener_path() == ''
+
+  def _build_listener(self) -> tuple[listener_lib.Listener | None, Any]:
+    """(the listener, its own parameters or None when it reads the reference's) for shaping 'listener'."""
+    path = self._listener_path()
+    if path is None:
+      return None, None
+    graphdef, params = self.graphdef, None
+    if path:  # another checkpoint, frozen; it reads the policy's token ids and image patches
+      model = models.from_pretrained(path, dtype=self.cfg.model.param_dtype, mesh=self.mesh)
+      model.cfg = model.cfg.replace(dtype=self.cfg.model.dtype)
+      ours, theirs = self.model_cfg, model.cfg
+      checks = [('text.vocab_size', ours.text.vocab_size, theirs.text.vocab_size),
+                ('vision (tower present)', ours.vision is not None, theirs.vision is not None)]
+      if ours.vision is not None and theirs.vision is not None:
+        checks += [('image_token_id', ours.image_token_id, theirs.image_token_id),
+                   ('vision patch / merge / temporal patch',
+                    (ours.vision.patch_size, ours.vision.spatial_merge_size, ours.vision.temporal_patch_size),
+                    (theirs.vision.patch_size, theirs.vision.spatial_merge_size, theirs.vision.temporal_patch_size))]
+      for what, a, b in checks:
+        if a != b:
+          raise ValueError(f'shaping.listener.path {path}: its {what} {b} differs from the policy\'s {a}; the '
+                           'listener reads the policy\'s token ids and image patches')
+      graphdef, params = nnx.split(model)
+      params = multihost.put(params, shd.state_shardings(params, self.mesh, self.cfg.mesh.rules))
+    return listener_lib.Listener(graphdef, self.tokenizer, pad_id=self.pad_id, mesh=self.mesh,
+                                 rules=self.cfg.mesh.rules), params
 
   def _image_config(self, probe: dict[str, Any]) -> image_processor.ImageProcessorConfig | None:
     """Qwen2-VL preprocessing for the model's vision tower; None for text-only models."""
@@ -293,7 +325,7 @@ class Trainer:
                             kv_heads=text.num_key_value_heads, head_dim=text.dim_per_head,
                             dtype=models.model.DTYPES[self.model_cfg.dtype])
     return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
-                           reference=self.cfg.loss.beta > 0)
+                           reference=self._keeps_reference())
 
   def _check_rewards(self, weights: dict[str, float], metric_rewards: dict[str, str], meta: dict) -> None:
     """Unknown reward names and metadata a reward needs but the task lacks fail at start-up."""
@@ -529,8 +561,8 @@ class Trainer:
       read_only_by_some['texts'] = np.asarray(texts)
     if self.listener is not None:  # p_listener of the right answer given each completion's reasoning
       prompt = shd.host_to_global(dict(prompt=inputs), self.mesh)['prompt']
-      read_only_by_some['listener'] = self.listener.probabilities(self.state['ref_params'], prompt,
-                                                                  rollout.examples, texts)
+      params = self.listener_params if self.listener_params is not None else self.state['ref_params']
+      read_only_by_some['listener'] = self.listener.probabilities(params, prompt, rollout.examples, texts)
     whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
                                     logprobs=rollout.logprobs, entropies=rollout.entropies, **read_only_by_some))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(

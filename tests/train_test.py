@@ -1,5 +1,6 @@
 """The loop: end-to-end learning through main, exact resume, clear errors for bad configs and workdirs."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,10 +9,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from configs import llm_grpo, vlm_grpo
 from configs.recipes import rulereasoner, sophiavl_r1
-from rl_reason import checkpoint, metrics, rewards, run_config, train
+from rl_reason import checkpoint, metrics, models, rewards, run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESS_KEYS = set(train.PROCESS_KEYS)
@@ -441,6 +443,39 @@ def test_listener_shaping_adds_the_frozen_listeners_probability(tmp_path):
     assert frozen and np.isfinite(p).all() and (0 < p).all() and (p < 1).all()  # single-answer questions
     np.testing.assert_allclose(step['trained'], step['raw'] + 0.5 * p, rtol=1e-6, atol=1e-6)
     assert row['shaping/listener/p_mean'] == pytest.approx(p.mean())
+
+
+def test_listener_from_its_own_checkpoint_is_loaded_frozen_and_checked(tmp_path):
+  """shaping.listener.path: another checkpoint with the policy's tokenizer is the listener (no reference
+  kept at beta = 0); one whose vocabulary differs is refused at start-up, naming the field."""
+  config = sophiavl_r1.get_config('tiny')
+  config.warmup.steps, config.warmup.batch_size = 0, 8
+  config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 16, 4, 16
+  config.train.steps, config.train.eval_every, config.train.eval_size = 1, 0, 8
+  config.rl.beta = 0.0
+  policy_cfg = train.Trainer(run_config.from_config_dict(config), run_config.plain(config),
+                             str(tmp_path / 'probe')).model_cfg
+  models.save_pretrained(models.create(policy_cfg, seed=11), str(tmp_path / 'listener'))
+  config.shaping = {'listener': {'weight': 0.5, 'path': str(tmp_path / 'listener')}}
+  trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'run'))
+  assert trainer.state['ref_params'] is None
+  expected = nnx.state(models.create(policy_cfg, seed=11))
+  for a, b in zip(jax.tree.leaves(trainer.listener_params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  used = []
+  probabilities = trainer.listener.probabilities
+  trainer.listener.probabilities = lambda params, *args: used.append(params) or probabilities(params, *args)
+  rows = [r for r in trainer.run() if 'reward_mean' in r]
+  assert len(rows) == 1 and len(used) == 1 and used[0] is trainer.listener_params
+  assert 0 < rows[0]['shaping/listener/p_mean'] < 1
+  other = policy_cfg.replace(text=dataclasses.replace(policy_cfg.text, vocab_size=128))
+  models.save_pretrained(models.create(other, seed=0), str(tmp_path / 'other_vocab'))
+  config.shaping = {'listener': {'weight': 0.5, 'path': str(tmp_path / 'other_vocab')}}
+  with pytest.raises(ValueError, match=r'shaping.listener.path .*other_vocab: its text.vocab_size 128 differs'):
+    train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'refused'))
+  config.shaping = {'listener': {'weight': 0.5, 'path': str(tmp_path / 'missing')}}
+  with pytest.raises(ValueError, match=r'shaping.listener: path .*missing.*: no config.json'):
+    run_config.from_config_dict(config)
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -690,12 +691,20 @@ class CoReward(Scheme):
 class ListenerConfig:
   """Attributes:
     weight: w in acc + w * p_listener (unverified in the paper, so required).
+    path: the listener: '' = the frozen KL reference (the post-warm-up policy by default); else a
+      Hugging Face checkpoint directory, loaded once and frozen, with the policy's tokenizer (its
+      vocabulary size and image settings are checked at start-up).
   """
 
   weight: float
+  path: str = ''
 
   def __post_init__(self):
     _finite(self.weight, 'weight', low=0.0)
+    if not isinstance(self.path, str):
+      raise ValueError(f'path must be a checkpoint directory or \'\' (the reference), got {self.path!r}')
+    if self.path and not os.path.exists(os.path.join(self.path, 'config.json')):
+      raise ValueError(f'path {self.path!r}: no config.json (a Hugging Face checkpoint directory)')
 
 
 @register('listener', ListenerConfig, needs=('listener',), source='Listener-rewarded thinking')
