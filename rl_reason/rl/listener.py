@@ -11,9 +11,10 @@ Candidates come from the example's meta: 'options' (a list of strings) with 'ans
 (CLS-RL classification), or 'answer' a single letter naming an option (single-choice questions);
 anything else (a multi-letter answer, no options) is not applicable: NaN.
 
-The listener's model is the policy's architecture with frozen parameters (the loop passes the
-KL reference: the post-warm-up policy by default). Each prompt runs once through the decoder and
-its cache is shared by its G x C continuations, as in the learner.
+The listener is any model that reads the policy's token ids and image patches, with frozen
+parameters: the loop passes the KL reference (the post-warm-up policy by default) or a checkpoint
+of its own (shaping.listener.path). Each prompt runs once through the decoder and its cache is
+shared by its G x C continuations, as in the learner.
 
 Shapes: P prompts, G completions per prompt, B = P * G, C candidates (padded to the most of any
 prompt), L listener tokens per continuation (a multiple of LENGTH_STEP).
