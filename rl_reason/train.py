@@ -203,6 +203,7 @@ class Trainer:
       self.sft_tx = optim.freeze(self.sft_tx, models.is_vision_param)
     self.opt_shardings = shd.optimizer_shardings(self.rl_tx, params, self.param_shardings, self.mesh)
     opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
+    self.listener, self.listener_params = self._build_listener()
     self.memory = self._memory_estimate(params, opt_state)
     logging.info('%s', self.memory.format())
     settings = learner_lib.LearnerSettings(
@@ -222,7 +223,6 @@ class Trainer:
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
     self.base_key = multihost.put(jax.random.key(cfg.seed), self.replicated)
-    self.listener, self.listener_params = self._build_listener()
     self.state = dict(params=params, opt_state=opt_state,
                       ref_params=jax.tree.map(jnp.copy, params) if self._keeps_reference() else None)
     self.step = 0
@@ -324,8 +324,12 @@ class Trainer:
                             slots=max(self.cfg.rollout.prompt_buckets) + self.cfg.rollout.max_new_tokens,
                             kv_heads=text.num_key_value_heads, head_dim=text.dim_per_head,
                             dtype=models.model.DTYPES[self.model_cfg.dtype])
+    extra = {}
+    if self.listener_params is not None:  # a listener checkpoint of its own
+      extra['listener'] = memory.tree_bytes(self.listener_params, jax.tree.map(lambda x: x.sharding,
+                                                                                self.listener_params))
     return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
-                           reference=self._keeps_reference())
+                           reference=self._keeps_reference(), extra=extra)
 
   def _check_rewards(self, weights: dict[str, float], metric_rewards: dict[str, str], meta: dict) -> None:
     """Unknown reward names and metadata a reward needs but the task lacks fail at start-up."""

@@ -459,6 +459,8 @@ def test_listener_from_its_own_checkpoint_is_loaded_frozen_and_checked(tmp_path)
   config.shaping = {'listener': {'weight': 0.5, 'path': str(tmp_path / 'listener')}}
   trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'run'))
   assert trainer.state['ref_params'] is None
+  parts = trainer.memory.parts  # the listener (the policy's architecture here) counted, no reference
+  assert parts['listener'] == parts['params'] and 'reference' not in parts
   expected = nnx.state(models.create(policy_cfg, seed=11))
   for a, b in zip(jax.tree.leaves(trainer.listener_params), jax.tree.leaves(expected)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
