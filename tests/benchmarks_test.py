@@ -137,6 +137,26 @@ def test_cache_read_bytes_counts_each_stages_slots_for_its_steps():
   assert bench.cache_read_bytes(text, request, 4) == slot_steps * per_slot
 
 
+def test_decode_ceiling_replaces_only_the_decode_attention(tmp_path):
+  """benchmarks/decode_ceiling.py: both variants time the decode loop; the no-attention stand-in changes
+  the generated tokens (so it did replace the attention) and the JSON holds every process's call."""
+  out = tmp_path / 'ceiling.json'
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'decode_ceiling.py'), '--model', 'tiny',
+                         '--batch', '2', '--new_tokens', '16', '--pairs', '1', '--repeats', '2', '--out', str(out)],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  assert 'no_attention' in done.stdout and 'FLOP frac' in done.stdout
+  result = json.loads(out.read_text())
+  runs = result['runs']
+  assert set(runs) == {'attention', 'no_attention'} and all(len(rows) == 1 for rows in runs.values())
+  for rows in runs.values():
+    assert _positive(rows[0]['decode_s']) and len(rows[0]['decode_calls_s']) == 2
+    assert _positive(rows[0]['fraction_of_dense']) and _positive(rows[0]['dense_flops_per_s'])
+  assert runs['attention'][0]['tokens_checksum'] != runs['no_attention'][0]['tokens_checksum']
+  assert not list(tmp_path.glob('ceiling.json.*'))  # the workers' files are cleaned up
+
+
 def test_rewards_benchmark_runs_and_writes_its_table(tmp_path):
   """benchmarks/rewards.py on a few items: one row per (case, workers), positive rates, nothing failed."""
   out = tmp_path / 'rewards.json'
