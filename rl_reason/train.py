@@ -563,8 +563,8 @@ class Trainer:
     read_only_by_some = {}  # computed and gathered only when a selected scheme reads them
     if 'texts' in self.shaper.needs:
       read_only_by_some['texts'] = np.asarray(texts)
+    prompt = shd.host_to_global(dict(prompt=inputs), self.mesh)['prompt']  # on device once: listener, update
     if self.listener is not None:  # p_listener of the right answer given each completion's reasoning
-      prompt = shd.host_to_global(dict(prompt=inputs), self.mesh)['prompt']
       params = self.listener_params if self.listener_params is not None else self.state['ref_params']
       read_only_by_some['listener'] = self.listener.probabilities(params, prompt, rollout.examples, texts)
     whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
@@ -576,9 +576,10 @@ class Trainer:
     t2 = time.perf_counter()
     loss_cfg = cfg.loss
     completion_mask = self._completion_arrays(tokens, lengths)
-    update_batch = shd.host_to_global(dict(prompt=inputs, tokens=tokens, completion_mask=completion_mask,
-                                  sampler_logprobs=rollout.logprobs, rewards=trained.astype(np.float32),
-                                  truncated=~finished), self.mesh)
+    update_batch = shd.host_to_global(dict(tokens=tokens, completion_mask=completion_mask,
+                                           sampler_logprobs=rollout.logprobs, rewards=trained.astype(np.float32),
+                                           truncated=~finished), self.mesh)
+    update_batch['prompt'] = prompt
     update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
     control_metrics = {}
     if self.entropy_control is not None:  # this rollout's token entropy, estimated from the sampled tokens

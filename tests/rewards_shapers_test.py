@@ -57,6 +57,13 @@ def test_config_errors_name_the_key(section, match):
     run_config.from_config_dict(config)
 
 
+def test_a_scheme_the_loop_cannot_feed_is_refused_when_it_registers():
+  with pytest.raises(ValueError, match=r"shaping scheme 'needs_a_scorer' needs \['scorer'\], which the training loop "
+                                       r'does not provide'):
+    shapers.register('needs_a_scorer', shapers.DapoOverlongConfig, needs=('scores', 'scorer'), source='test')
+  assert 'needs_a_scorer' not in shapers.names()
+
+
 def test_per_reward_advantages_would_ignore_shaping_and_are_refused():
   config = llm_grpo.get_config()
   config.shaping = {'kimi_length': {'correct': 'math_equiv'}}

@@ -7,9 +7,9 @@ The optional `shaping` config section maps scheme names to their fields, e.g.
                              'interval': 1024}}
 
 `parse(section, max_new_tokens=...)` validates it at config time into frozen `Selected` entries: an
-unknown scheme or field, a missing required field, an unknown reward name, or an input the loop does
-not provide (`LOOP_INPUTS`; the loop computes the costlier ones only for the schemes that read them)
-is a ValueError naming the key.
+unknown scheme or field, a missing required field or an unknown reward name is a ValueError naming
+the key. Every scheme reads only inputs of `LOOP_INPUTS` (checked when it registers); the loop
+computes the costlier ones only for the schemes that read them.
 Every scheme also takes `end_step` (0: every step; else it applies at steps < end_step).
 
 `Shaper(selected).apply(StepInputs(...))` runs once per RL step, after scoring and before the
@@ -39,13 +39,13 @@ import numpy as np
 
 from rl_reason.rewards import math_answer, model_signals, registry, shaping
 
-# What the training loop hands the schemes each step (StepInputs); a scheme needing anything else is refused.
-# Provided when a selected scheme needs them: 'entropies' (the sampler computes them), 'rephrased' (the
-# step's prompts come in pairs, each followed by its rephrasing: groups 2k and 2k+1 answer one question),
-# 'listener' (a frozen listener's probability of the right answer: rl/listener.py).
+# What the training loop hands the schemes each step (StepInputs); registering a scheme that needs
+# anything else fails. Provided when a selected scheme needs them: 'entropies' (the sampler computes
+# them), 'rephrased' (the step's prompts come in pairs, each followed by its rephrasing: groups 2k and
+# 2k+1 answer one question), 'listener' (a frozen listener's probability of the right answer:
+# rl/listener.py).
 LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'texts', 'rephrased', 'listener',
                          'step'})
-_NOT_PROVIDED: dict[str, str] = {}  # what a registered scheme may need that the loop cannot feed yet
 # Schemes whose terms overlap: selecting two of one set would count the same bonus twice.
 _EXCLUSIVE = (frozenset({'laser', 'laser_d', 'laser_de'}), frozenset({'kimi_length', 'grpo_lambda'}))
 COMMON_FIELDS = ('end_step',)
@@ -207,6 +207,11 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register(name: str, config_cls: type, *, needs: Sequence[str], source: str) -> Callable[[type], type]:
   """Class decorator registering a Scheme subclass and its frozen config dataclass under `name`."""
+
+  unknown = sorted(set(needs) - LOOP_INPUTS)
+  if unknown:  # a scheme the loop could not feed is refused here, not at a run's start
+    raise ValueError(f'shaping scheme {name!r} needs {unknown}, which the training loop does not provide '
+                     f'(it provides {sorted(LOOP_INPUTS)})')
 
   def decorator(cls: type) -> type:
     if name in _REGISTRY:
@@ -746,8 +751,8 @@ def parse(section: Mapping[str, Any] | None, *, max_new_tokens: int) -> tuple[Se
   """The `shaping` config section ({scheme name: {field: value}}) as validated entries, sorted by name.
 
   Raises:
-    ValueError: an unknown scheme or field, a missing required field, an invalid value, an input the
-      loop does not provide, or two schemes that would add the same term.
+    ValueError: an unknown scheme or field, a missing required field, an invalid value, or two
+      schemes that would add the same term.
   """
   section = dict(section or {})
   selected = []
@@ -756,10 +761,6 @@ def parse(section: Mapping[str, Any] | None, *, max_new_tokens: int) -> tuple[Se
     if name not in _REGISTRY:
       raise ValueError(f'{what}: unknown shaping scheme; valid: {names()}')
     entry = _REGISTRY[name]
-    missing = sorted(entry.needs - LOOP_INPUTS)
-    if missing:
-      raise ValueError(f'{what} ({entry.source}) needs {"; ".join(_NOT_PROVIDED.get(m, m) for m in missing)}, which '
-                       f'the training loop does not provide')
     fields = section[name]
     if fields is None:
       fields = {}
