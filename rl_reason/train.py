@@ -34,6 +34,7 @@ from rl_reason.rl import advantages as advantages_lib
 from rl_reason.rl import entropy_control
 from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import learner as learner_lib
+from rl_reason.rl import judge as judge_lib
 from rl_reason.rl import listener as listener_lib
 from rl_reason.sampling import Sampler, SamplingConfig
 
@@ -204,6 +205,7 @@ class Trainer:
     self.opt_shardings = shd.optimizer_shardings(self.rl_tx, params, self.param_shardings, self.mesh)
     opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
     self.listener, self.listener_params = self._build_listener()
+    self.judge = self._build_judge(probe)
     self.memory = self._memory_estimate(params, opt_state)
     logging.info('%s', self.memory.format())
     settings = learner_lib.LearnerSettings(
@@ -265,30 +267,26 @@ class Trainer:
     return listener_lib.Listener(graphdef, self.tokenizer, pad_id=self.pad_id, mesh=self.mesh,
                                  rules=self.cfg.mesh.rules), params
 
+  def _trust_grpo(self) -> tuple[Any, Any] | None:
+    """(its Selected entry, the scheme) when Trust-GRPO is configured, else None."""
+    return next(((s, scheme) for s, scheme in self.shaper.schemes if s.name == 'trust_grpo'), None)
+
+  def _build_judge(self, probe: dict[str, Any]) -> judge_lib.ThinkingJudge | None:
+    """Trust-GRPO's thinking reward model (shaping.trust_grpo.judge), frozen; None without one."""
+    trust = self._trust_grpo()
+    if trust is None or not trust[0].config.judge:
+      return None
+    cfg = trust[0].config
+    return judge_lib.load(cfg.judge, policy_tokenizer=self.tokenizer, probe_images=probe['images'],
+                          template=cfg.judge_template, max_new_tokens=cfg.judge_max_new_tokens,
+                          param_dtype=self.cfg.model.param_dtype, dtype=self.cfg.model.dtype, mesh=self.mesh,
+                          rules=self.cfg.mesh.rules)
+
   def _image_config(self, probe: dict[str, Any]) -> image_processor.ImageProcessorConfig | None:
     """Qwen2-VL preprocessing for the model's vision tower; None for text-only models."""
-    vision = self.model_cfg.vision
-    if vision is None:
-      if probe['images']:
-        raise ValueError(f'task {self.cfg.task_name!r} produces images but the model has no vision tower')
-      return None
-    path = self.cfg.model.path
-    if path and os.path.exists(os.path.join(path, processor_lib.PREPROCESSOR_CONFIG)):
-      # A checkpoint's own processor settings (pixel bounds, normalisation); with them the numpy preprocessing
-      # gives the arrays of its HF image processor (processor_lib.hf_preprocess_images; data_hf_processor_test).
-      image_cfg = image_processor.config_from_pretrained(path)
-      ours = (image_cfg.patch_size, image_cfg.merge_size, image_cfg.temporal_patch_size)
-      tower = (vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size)
-      if ours != tower:
-        raise ValueError(f'{path}: preprocessor_config.json patch/merge/temporal patch size {ours} != the '
-                         f'vision tower\'s {tower}')
-      return image_cfg
-    # Room for images up to twice the task's side lengths (the processor resizes, never crops).
-    pixels = max([image.shape[0] * image.shape[1] for image in probe['images']] or [1])
-    return image_processor.ImageProcessorConfig(
-        patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
-        merge_size=vision.spatial_merge_size, min_pixels=(vision.patch_size * vision.spatial_merge_size)**2,
-        max_pixels=4 * pixels)
+    if self.model_cfg.vision is None and probe['images']:
+      raise ValueError(f'task {self.cfg.task_name!r} produces images but the model has no vision tower')
+    return pipeline.image_config(self.model_cfg, self.cfg.model.path, probe['images'])
 
   def _build_model(self) -> models.Model:
     """The tokenizer and the model: a Hugging Face checkpoint directory, or a tiny preset from random init.
@@ -328,6 +326,8 @@ class Trainer:
     if self.listener_params is not None:  # a listener checkpoint of its own
       extra['listener'] = memory.tree_bytes(self.listener_params, jax.tree.map(lambda x: x.sharding,
                                                                                 self.listener_params))
+    if self.judge is not None:  # Trust-GRPO's thinking reward model
+      extra['judge'] = memory.tree_bytes(self.judge.params, jax.tree.map(lambda x: x.sharding, self.judge.params))
     return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
                            reference=self._keeps_reference(), extra=extra)
 
@@ -567,6 +567,10 @@ class Trainer:
     if self.listener is not None:  # p_listener of the right answer given each completion's reasoning
       params = self.listener_params if self.listener_params is not None else self.state['ref_params']
       read_only_by_some['listener'] = self.listener.probabilities(params, prompt, rollout.examples, texts)
+    if self.judge is not None:  # Trust-GRPO's R^t, judged only on the rows it uses
+      selected, trust = self._trust_grpo()
+      rows = trust.judged_rows(total, scores, groups) if selected.active(self.step) else np.zeros(len(texts), bool)
+      read_only_by_some['judge'] = self.judge.scores(rollout.examples, texts, rows)
     whole = multihost.all_rows(dict(total=total, scores=scores, lengths=lengths, tokens=tokens,
                                     logprobs=rollout.logprobs, entropies=rollout.entropies, **read_only_by_some))
     trained, shaping_metrics = self.shaper.apply(rewards.shapers.StepInputs(

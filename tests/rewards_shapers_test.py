@@ -42,6 +42,11 @@ def _shaper(section, max_new_tokens=16):
     ({'pear': {'lambda_think': -0.1}}, r'shaping.pear: lambda_think must be'),
     ({'kimi_length': {'correct': 'no_such_reward'}}, r"shaping.kimi_length: correct: reward 'no_such_reward' unknown"),
     ({'trust_grpo': {'thinking': 'jigsaw_r1'}}, r"thinking: reward 'jigsaw_r1' ranges over \[0.0, 1.5\]"),
+    ({'trust_grpo': {}}, r"shaping.trust_grpo: set one of thinking .* and judge .*, got thinking='', judge=''"),
+    ({'trust_grpo': {'thinking': 'rouge_l', 'judge': '/nowhere'}}, r'set one of thinking'),
+    ({'trust_grpo': {'judge': '/nowhere'}}, r"shaping.trust_grpo: judge '/nowhere': no config.json"),
+    ({'trust_grpo': {'thinking': 'rouge_l', 'judge_max_new_tokens': 8}},
+     r"judge_template and judge_max_new_tokens apply to a judge, not to the reward thinking='rouge_l'"),
     ({'confidence': {'mode': 'median'}}, r"shaping.confidence: mode 'median' unknown"),
     ({'grpo_lambda': {'correct': 'math_equiv', 'fraction': 1.5}}, r'shaping.grpo_lambda: fraction must be'),
     ({'laser_d': {'correct': 'math_equiv', 'lower_bound': 4, 'upper_bound': 15, 'interval': 4}},
@@ -209,6 +214,28 @@ def test_trust_grpo_mixes_an_annealed_thinking_column():
                                    'query_threshold': 0.0}})
   shaped, _ = shaper.apply(_inputs(np.zeros(4), [1, 1, 1, 1], 2, scores=scores, step=50))
   np.testing.assert_allclose(shaped, weight * np.array([0.8, 0.4, 0.2 * math.exp(-0.4), 0.6 * math.exp(-0.4)]))
+
+
+def test_trust_grpo_with_a_judge_reads_its_scores_and_needs_them(tmp_path):
+  (tmp_path / 'config.json').write_text('{}')  # parse checks that the directory is a checkpoint
+  with pytest.raises(ValueError, match=r'judge_template must hold \{reasoning\} exactly once'):
+    _shaper({'trust_grpo': {'judge': str(tmp_path), 'judge_template': 'rate {question}'}})
+  with pytest.raises(ValueError, match=r'judge_max_new_tokens must be a positive int'):
+    _shaper({'trust_grpo': {'judge': str(tmp_path), 'judge_max_new_tokens': 0}})
+  judged = _shaper({'trust_grpo': {'judge': str(tmp_path), 'anneal_steps': 100.0}})
+  assert 'judge' in judged.needs and judged.reward_names == ()
+  assert 'judge' not in _shaper({'trust_grpo': {'thinking': 'rouge_l'}}).needs  # a reward column: no judge run
+  outcome = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+  judge = np.array([0.8, np.nan, 0.2, np.nan, np.nan, np.nan])  # the rows it was not asked about: NaN
+  shaped, metrics = judged.apply(dataclasses.replace(_inputs(outcome, [1] * 6, 2, step=50), judge=judge))
+  weight = 0.3 * math.exp(-0.5)
+  np.testing.assert_allclose(shaped - outcome, [weight * 0.8, 0.0, weight * 0.2, 0.0, 0.0, 0.0])
+  assert metrics['shaping/trust_grpo/judged_frac'] == pytest.approx(2 / 6)
+  assert metrics['shaping/trust_grpo/judge_mean'] == pytest.approx(0.5)
+  trust = judged.schemes[0][1]
+  np.testing.assert_array_equal(trust.judged_rows(outcome, {}, 2), [True, False, True, False, False, False])
+  with pytest.raises(ValueError, match=r'trust_grpo: \(5,\) judge scores for 6 rows'):
+    judged.apply(dataclasses.replace(_inputs(outcome, [1] * 6, 2), judge=judge[:5]))
 
 
 def _vocab(*pieces):

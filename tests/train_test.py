@@ -445,6 +445,51 @@ def test_listener_shaping_adds_the_frozen_listeners_probability(tmp_path):
     assert row['shaping/listener/p_mean'] == pytest.approx(p.mean())
 
 
+def test_trust_grpo_judge_scores_the_rows_it_uses_and_feeds_the_term(tmp_path):
+  """SophiaVL-R1 in the loop: a thinking reward model of its own checkpoint (with its tokenizer saved
+  beside it) is asked about exactly the rows Trust-GRPO uses, and the trained reward is the outcome
+  plus the Trust-GRPO term of its scores. The outcome is set from the texts so that groups are mixed,
+  and the judge's scores are spread by the row index (a random judge answers alike), after its real run."""
+  config = sophiavl_r1.get_config('tiny')
+  config.warmup.steps, config.warmup.batch_size = 0, 8
+  config.rollout.batch_size, config.rollout.num_generations, config.rollout.max_new_tokens = 16, 4, 16
+  config.train.steps, config.train.eval_every, config.train.eval_size = 2, 0, 8
+  probe = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'probe'))
+  models.save_pretrained(models.create(probe.model_cfg, seed=11), str(tmp_path / 'judge'))
+  probe.tokenizer.save_pretrained(str(tmp_path / 'judge'))
+  config.shaping = {'trust_grpo': {'judge': str(tmp_path / 'judge'), 'anneal_steps': 10.0}}
+  trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'run'))
+  assert trainer.judge.tokenizer is not trainer.tokenizer and trainer.memory.parts['judge'] == trainer.memory.parts['params']
+  score = trainer.score
+  trainer.score = lambda texts, metas, *args: dict(score(texts, metas, *args), total=np.array(
+      [float(len(t) % 2) for t in texts])) if len(texts) == 16 else score(texts, metas, *args)
+  asked = []
+  judge_scores = trainer.judge.scores
+
+  def spread(examples, texts, rows):
+    real = judge_scores(examples, texts, rows)
+    asked.append((rows, len(trainer.judge.last_answers)))
+    return np.where(np.isnan(real), np.nan, (np.arange(len(rows)) + 1) / len(rows))
+
+  trainer.judge.scores = spread
+  steps, rows = _run_recording_steps(trainer)
+  assert len(steps) == len(rows) == len(asked) == 2
+  for step_index, (step, (judged, answered), row) in enumerate(zip(steps, asked, rows)):
+    np.testing.assert_array_equal(judged, rewards.shaping.thinking_rows(step['raw'], 4))
+    assert 0 < judged.sum() == answered < 16  # some rows asked, some not
+    thinking = np.where(judged, (np.arange(16) + 1) / 16, 0.0)
+    expected, _ = rewards.shaping.trust_grpo(step['raw'], thinking, 4, step_index, anneal_steps=10.0)
+    np.testing.assert_allclose(step['trained'], expected, rtol=1e-6, atol=1e-6)
+    assert (step['trained'] != step['raw']).any()
+    assert row['shaping/trust_grpo/judged_frac'] == pytest.approx(judged.mean())
+  text_only = models.get_preset('tiny_lm')
+  models.save_pretrained(models.create(text_only, seed=0), str(tmp_path / 'text_judge'))
+  config.shaping = {'trust_grpo': {'judge': str(tmp_path / 'text_judge')}}
+  with pytest.raises(ValueError, match=r"trust_grpo.judge .*text_judge: the task's prompts hold images, but the "
+                                       'judge has no vision tower'):
+    train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'refused'))
+
+
 def test_listener_from_its_own_checkpoint_is_loaded_frozen_and_checked(tmp_path):
   """shaping.listener.path: another checkpoint with the policy's tokenizer is the listener (no reference
   kept at beta = 0); one whose vocabulary differs is refused at start-up, naming the field."""

@@ -10,6 +10,7 @@ Shapes: P prompts of this process, T prompt bucket.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -32,6 +33,31 @@ def example_seed(seed: int, split: str, index: int) -> int:
 class HostBatch:
   examples: list[dict[str, Any]]  # task examples: prompt, images, meta
   inputs: dict[str, Any]  # numpy model inputs: input_ids, attention_mask, positions, vision
+
+
+def image_config(model_cfg: models.ModelConfig, path: str,
+                 probe_images: Sequence[np.ndarray]) -> image_processor.ImageProcessorConfig | None:
+  """Qwen2-VL preprocessing for a model's vision tower (None without one): the checkpoint's own
+  preprocessor_config.json when `path` holds one, else room for images up to twice the side lengths
+  of `probe_images` (the processor resizes, never crops)."""
+  vision = model_cfg.vision
+  if vision is None:
+    return None
+  if path and os.path.exists(os.path.join(path, processor.PREPROCESSOR_CONFIG)):
+    # A checkpoint's own processor settings (pixel bounds, normalisation); with them the numpy preprocessing
+    # gives the arrays of its HF image processor (processor.hf_preprocess_images; data_hf_processor_test).
+    image_cfg = image_processor.config_from_pretrained(path)
+    ours = (image_cfg.patch_size, image_cfg.merge_size, image_cfg.temporal_patch_size)
+    tower = (vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size)
+    if ours != tower:
+      raise ValueError(f'{path}: preprocessor_config.json patch/merge/temporal patch size {ours} != the '
+                       f'vision tower\'s {tower}')
+    return image_cfg
+  pixels = max([image.shape[0] * image.shape[1] for image in probe_images] or [1])
+  return image_processor.ImageProcessorConfig(
+      patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
+      merge_size=vision.spatial_merge_size, min_pixels=(vision.patch_size * vision.spatial_merge_size)**2,
+      max_pixels=4 * pixels)
 
 
 class PromptEncoder:

@@ -1,6 +1,7 @@
 """Rewards built from model signals: injected scorers (thinking reward model, listener) and logprobs.
 
-No model lives here. A `Scorer` is anything with `score(prompts, completions) -> list[float]`
+No model lives here (the loop's thinking reward model is rl/judge.py; its prompt and the reading
+of its score are here). A `Scorer` is anything with `score(prompts, completions) -> list[float]`
 (a served reward model, a frozen VLM behind an RPC, a test stub); the sampler's per-token
 logprobs and the learner's entropies arrive as arrays.
 
@@ -10,6 +11,7 @@ Shapes: B completions, T completion tokens; masks are 1 on the tokens that count
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -56,6 +58,62 @@ def thinking_rewards(scorer: Scorer, prompts: Sequence[str], completions: Sequen
   rows = np.flatnonzero(mask)
   values[rows] = query(scorer, [prompts[i] for i in rows], [completions[i] for i in rows])
   return values
+
+
+# The thinking reward model's instructions (SophiaVL-R1's criteria, in our words); {question} and
+# {reasoning} are filled in (`judge_prompt`). A checkpoint trained on other wording takes its own
+# through shaping.trust_grpo.judge_template.
+JUDGE_TEMPLATE = (
+    'You are an expert judge of reasoning. Below are a question (with its images, if any) and a response '
+    'to it. Judge the reasoning process, not whether the final answer is right, and score it between 0 '
+    'and 1.\n'
+    'Criteria:\n'
+    '- Logical soundness: every step follows from the ones before it.\n'
+    '- Correct reasoning: the methods are appropriate, and facts and lemmas are stated and applied correctly.\n'
+    '- Errors: no logical fallacies, unsupported assumptions or wrong steps.\n'
+    '- Language consistency: one language throughout.\n'
+    '- Redundancy: concise, without needless repetition or extra steps.\n'
+    'Give one score from 0, 0.1, 0.2, ..., 1.0: 0 for completely flawed reasoning, 1 for perfectly sound '
+    'reasoning, values between for partial correctness or minor errors. Be strict: reward good reasoning '
+    'and punish bad reasoning. Output only the score, without explanation.\n'
+    'Question: {question}\n'
+    'Reasoning process: {reasoning}\n'
+    'Your response format: <answer>your_score</answer>')
+JUDGE_FIELDS = ('question', 'reasoning')
+_JUDGE_FIELD = re.compile(r'\{(question|reasoning)\}')
+_NUMBER = r'(\d+(?:\.\d*)?|\.\d+)'
+# Where the score is read from, in order (the first that matches wins): a boxed number, the number in
+# <answer>..</answer>, the first number standing alone in the text.
+_SCORE_PATTERNS = (re.compile(r'\\box(?:ed|es)?\{\s*' + _NUMBER + r'\s*\}'),
+                   re.compile(r'<answer>\s*' + _NUMBER + r'\s*</answer>'),
+                   re.compile(r'(?<![\w.])' + _NUMBER + r'(?![\w]|\.\d)'))
+
+
+def judge_prompt(template: str, question: str, reasoning: str) -> str:
+  """The template with its {question} and {reasoning} filled in, in one pass (so text that itself
+  holds '{reasoning}' is left as written)."""
+  values = {'question': question, 'reasoning': reasoning}
+  return _JUDGE_FIELD.sub(lambda m: values[m.group(1)], template)
+
+
+def check_judge_template(template: str) -> None:
+  """Raises ValueError unless the template holds each of {question} and {reasoning} exactly once."""
+  for field in JUDGE_FIELDS:
+    if template.count('{' + field + '}') != 1:
+      raise ValueError(f'judge_template must hold {{{field}}} exactly once, got {template.count("{" + field + "}")}')
+
+
+def judge_score(text: str) -> float:
+  """The score a thinking reward model wrote, in [0, 1]; 0 when it wrote none (as the SophiaVL code).
+
+  Read from the first of: `\\boxed{s}` (or `\\box{s}`), `<answer>s</answer>`, the first number
+  standing alone in the text; clipped into [0, 1].
+  """
+  for pattern in _SCORE_PATTERNS:
+    found = pattern.search(text)
+    if found:
+      return min(max(float(found.group(1)), 0.0), 1.0)
+  return 0.0
 
 
 def trust_grpo_rewards(scorer: Scorer, prompts: Sequence[str], completions: Sequence[str],

@@ -43,9 +43,9 @@ from rl_reason.rewards import math_answer, model_signals, registry, shaping
 # anything else fails. Provided when a selected scheme needs them: 'entropies' (the sampler computes
 # them), 'rephrased' (the step's prompts come in pairs, each followed by its rephrasing: groups 2k and
 # 2k+1 answer one question), 'listener' (a frozen listener's probability of the right answer:
-# rl/listener.py).
+# rl/listener.py), 'judge' (a thinking reward model's scores: rl/judge.py).
 LOOP_INPUTS = frozenset({'scores', 'lengths', 'tokens', 'logprobs', 'entropies', 'texts', 'rephrased', 'listener',
-                         'step'})
+                         'judge', 'step'})
 # Schemes whose terms overlap: selecting two of one set would count the same bonus twice.
 _EXCLUSIVE = (frozenset({'laser', 'laser_d', 'laser_de'}), frozenset({'kimi_length', 'grpo_lambda'}))
 COMMON_FIELDS = ('end_step',)
@@ -66,6 +66,8 @@ class StepInputs:
     texts: B decoded completions.
     listener: [B] a frozen listener's probability of the right answer given each completion's
       reasoning, NaN where the example has no candidates (rl/listener.py); None unless read.
+    judge: [B] a thinking reward model's scores in [0, 1], NaN on the rows it was not asked about
+      (rl/judge.py); None unless read.
     num_generations: G.
     step: the 0-based RL step.
     token_text: token id -> its text ('' for special tokens), to find spans such as '<answer>'.
@@ -82,6 +84,7 @@ class StepInputs:
   entropies: np.ndarray | None = None
   texts: Sequence[str] = ()
   listener: np.ndarray | None = None
+  judge: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------- config checks
@@ -176,6 +179,10 @@ class Scheme:
   def reward_names(self) -> tuple[str, ...]:
     """Registered rewards whose columns the scheme reads (the loop scores them)."""
     return ()
+
+  def needs(self) -> frozenset[str]:
+    """The loop inputs this configured scheme reads: those it registered, or fewer for some settings."""
+    return _REGISTRY[self.name].needs
 
   def term(self, x: StepInputs) -> tuple[np.ndarray, dict[str, float]]:
     """(the additive term [B], scalar metrics)."""
@@ -539,8 +546,13 @@ class Dast(Scheme):
 @dataclasses.dataclass(frozen=True)
 class TrustGrpoConfig:
   """Attributes:
-    thinking: the reward whose column is the thinking reward R^t, range within [0, 1] (SophiaVL-R1
-      queries a thinking reward model; here any registered reward, e.g. a rule-based stand-in).
+    thinking: the reward whose column is the thinking reward R^t, range within [0, 1] (a rule-based
+      stand-in for the thinking reward model); '' with `judge`.
+    judge: a thinking reward model's checkpoint directory (SophiaVL-R1's is Qwen2.5-VL-3B): R^t is its
+      greedy answer to `judge_template` for each row Trust-GRPO uses (rl/judge.py); '' with `thinking`.
+    judge_template: the judge's instructions with {question} and {reasoning} (the whole completion)
+      once each; '' = model_signals.JUDGE_TEMPLATE.
+    judge_max_new_tokens: the judge's answer length cap (it is asked for the score alone).
     outcome: the reward whose column is R^o; '' = the run's weighted total.
     alpha, anneal_steps: the thinking weight alpha * exp(-step / T) (0.3, 12000).
     zero_extreme_groups: R^t := 0 in a group whose outcomes are all >= 0.9 or all <= 0.1 (the code).
@@ -548,7 +560,10 @@ class TrustGrpoConfig:
     query_threshold: R^t counts only where R^o >= it (the code queries the model only there; 0.2).
   """
 
-  thinking: str
+  thinking: str = ''
+  judge: str = ''
+  judge_template: str = ''
+  judge_max_new_tokens: int = 16
   outcome: str = ''
   alpha: float = 0.3
   anneal_steps: float = 12000.0
@@ -557,10 +572,23 @@ class TrustGrpoConfig:
   query_threshold: float = 0.2
 
   def __post_init__(self):
-    _reward(self.thinking, 'thinking')
-    low, high = registry.get(self.thinking).range
-    if low < 0 or high > 1:
-      raise ValueError(f'thinking: reward {self.thinking!r} ranges over [{low}, {high}]; R^t must lie in [0, 1]')
+    if bool(self.thinking) == bool(self.judge):
+      raise ValueError('set one of thinking (a reward in [0, 1]) and judge (a thinking reward model\'s checkpoint '
+                       f'directory), got thinking={self.thinking!r}, judge={self.judge!r}')
+    if self.thinking:
+      _reward(self.thinking, 'thinking')
+      low, high = registry.get(self.thinking).range
+      if low < 0 or high > 1:
+        raise ValueError(f'thinking: reward {self.thinking!r} ranges over [{low}, {high}]; R^t must lie in [0, 1]')
+      if self.judge_template or self.judge_max_new_tokens != 16:
+        raise ValueError('judge_template and judge_max_new_tokens apply to a judge, not to the reward thinking='
+                         f'{self.thinking!r}')
+    else:
+      if not isinstance(self.judge, str) or not os.path.exists(os.path.join(self.judge, 'config.json')):
+        raise ValueError(f'judge {self.judge!r}: no config.json (a Hugging Face checkpoint directory)')
+      if self.judge_template:
+        model_signals.check_judge_template(self.judge_template)
+      _positive_int(self.judge_max_new_tokens, 'judge_max_new_tokens')
     if self.outcome:
       _reward(self.outcome, 'outcome')
     _finite(self.alpha, 'alpha')
@@ -570,23 +598,51 @@ class TrustGrpoConfig:
     _finite(self.query_threshold, 'query_threshold')
 
 
-@register('trust_grpo', TrustGrpoConfig, needs=('scores', 'step'), source='SophiaVL-R1 (Trust-GRPO)')
+@register('trust_grpo', TrustGrpoConfig, needs=('scores', 'step', 'judge'), source='SophiaVL-R1 (Trust-GRPO)')
 class TrustGrpo(Scheme):
   """Trust-GRPO: + gamma * alpha * exp(-step / T) * R^t, gamma the group's trust in its thinking rewards."""
 
   def reward_names(self):
     return tuple(name for name in (self.cfg.thinking, self.cfg.outcome) if name)
 
+  def needs(self):
+    return super().needs() - ({'judge'} if not self.cfg.judge else set())
+
+  def outcome(self, total: np.ndarray, scores: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[B] R^o: the outcome reward's column (NaN as 0), or the run's total."""
+    if not self.cfg.outcome:
+      return np.asarray(total, np.float64)
+    return np.nan_to_num(np.asarray(scores[self.cfg.outcome], np.float64), nan=0.0)
+
+  def judged_rows(self, total: np.ndarray, scores: Mapping[str, np.ndarray], num_generations: int) -> np.ndarray:
+    """[B] bool: the rows whose R^t the term uses, the only ones the judge is asked about."""
+    return shaping.thinking_rows(self.outcome(total, scores), num_generations,
+                                 query_threshold=self.cfg.query_threshold,
+                                 zero_extreme_groups=self.cfg.zero_extreme_groups)
+
   def term(self, x):
-    outcome = np.nan_to_num(_column(x, self.cfg.outcome, self.name), nan=0.0) if self.cfg.outcome else x.total
-    thinking = np.nan_to_num(_column(x, self.cfg.thinking, self.name), nan=0.0)
+    if self.cfg.outcome:
+      _column(x, self.cfg.outcome, self.name)  # names a missing column
+    outcome = self.outcome(x.total, x.scores)
+    if self.cfg.judge:
+      judged = np.asarray(x.judge, np.float64)
+      if judged.shape != outcome.shape:
+        raise ValueError(f'trust_grpo: {judged.shape} judge scores for {outcome.shape[0]} rows')
+      thinking = np.nan_to_num(judged, nan=0.0)
+    else:
+      thinking = np.nan_to_num(_column(x, self.cfg.thinking, self.name), nan=0.0)
     thinking = np.where(shaping.thinking_query_mask(outcome, self.cfg.query_threshold), thinking, 0.0)
     shaped, gamma = shaping.trust_grpo(outcome, thinking, x.num_generations, x.step, alpha=self.cfg.alpha,
                                        anneal_steps=self.cfg.anneal_steps,
                                        zero_extreme_groups=self.cfg.zero_extreme_groups,
                                        correct_threshold=self.cfg.correct_threshold)
     weight = self.cfg.alpha * math.exp(-x.step / self.cfg.anneal_steps)
-    return shaped - outcome, {'gamma_mean': float(gamma.mean()), 'weight': weight}
+    metrics = {'gamma_mean': float(gamma.mean()), 'weight': weight}
+    if self.cfg.judge:
+      asked = ~np.isnan(np.asarray(x.judge, np.float64))
+      metrics.update(judged_frac=float(asked.mean()),
+                     judge_mean=float(np.asarray(x.judge)[asked].mean()) if asked.any() else math.nan)
+    return shaped - outcome, metrics
 
 
 # ---------------------------------------------------------------------------- model signals
@@ -816,7 +872,7 @@ class Shaper:
 
   @property
   def needs(self) -> frozenset[str]:
-    return frozenset().union(*(_REGISTRY[s.name].needs for s in self.selected))
+    return frozenset().union(*(scheme.needs() for _, scheme in self.schemes))
 
   @property
   def batch_level(self) -> list[str]:

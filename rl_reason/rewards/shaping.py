@@ -255,6 +255,22 @@ def thinking_query_mask(outcome: Sequence[float] | np.ndarray, threshold: float 
   return _rows(outcome, 'outcome') >= threshold
 
 
+def thinking_rows(outcome: Sequence[float] | np.ndarray, num_generations: int, *, query_threshold: float = 0.2,
+                  zero_extreme_groups: bool = True) -> np.ndarray:
+  """[B] bool: the rows whose thinking reward Trust-GRPO uses, so the only ones worth judging.
+
+  outcome >= query_threshold (`thinking_query_mask`) and, with zero_extreme_groups, outside groups
+  whose outcomes are all >= 0.9 or all <= 0.1 (their R^t is zeroed; the SophiaVL code queries no row
+  of them).
+  """
+  wanted = thinking_query_mask(outcome, query_threshold)
+  if zero_extreme_groups:
+    r_o = _groups(_rows(outcome, 'outcome'), num_generations)
+    extreme = (r_o >= 0.9).all(axis=1) | (r_o <= 0.1).all(axis=1)
+    wanted &= np.repeat(~extreme, num_generations)
+  return wanted
+
+
 def trust_grpo(outcome: Sequence[float] | np.ndarray, thinking: Sequence[float] | np.ndarray, num_generations: int,
                step: int, *, alpha: float = 0.3, anneal_steps: float = 12000.0, zero_extreme_groups: bool = True,
                correct_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

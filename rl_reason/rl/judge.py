@@ -1,0 +1,121 @@
+"""SophiaVL-R1's thinking reward model in the loop: a frozen judge scores each completion's reasoning.
+
+For completion b of prompt p the judge reads one user turn: p's images, then the judge template
+with p's question and the whole completion filled in (`model_signals.judge_prompt`). It answers
+greedily (temperature 0, up to `max_new_tokens`) and `model_signals.judge_score` reads the score off
+its text: R^t in [0, 1], 0 when it wrote none. As in the SophiaVL code only the rows Trust-GRPO uses
+are judged (outcome >= 0.2, outside groups whose outcomes are all high or all low); the others are
+NaN.
+
+The judge is a checkpoint of its own (SophiaVL's is Qwen2.5-VL-3B beside a 7B policy), with its own
+tokenizer, chat template and image processor settings when its directory holds them and the
+policy's otherwise. Each process judges its own rows; the row count is padded to a power of two
+agreed by every process (padding rows are marked not live and end at once), and the judge prompt to
+a power-of-two bucket, so its sampler compiles a few programs in a run.
+
+Shapes: B = P * G completions of this process, J judged rows of this process (padded), T the judge
+prompt bucket, N the judge's answer cap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from rl_reason import models
+from rl_reason.data import pipeline, processor as processor_lib, tokenizer as tokenizer_lib
+from rl_reason.parallel import multihost
+from rl_reason.parallel import sharding as shd
+from rl_reason.rewards import model_signals
+from rl_reason.sampling import Sampler, SamplingConfig
+
+PROMPT_BUCKETS = tuple(64 * 2**k for k in range(12))  # 64 .. 131072 tokens: few compilations
+
+
+def _padded_rows(count: int, multiple: int) -> int:
+  """count rounded up to a power of two, then to a multiple of `multiple` (the mesh's batch split)."""
+  rows = 1 << max(count - 1, 0).bit_length()
+  return -(-rows // multiple) * multiple
+
+
+class ThinkingJudge:
+  """Scores completions' reasoning with a frozen judge: `scores(examples, texts, rows)`."""
+
+  def __init__(self, model: models.Model, tokenizer, encode: pipeline.PromptEncoder, *, template: str,
+               max_new_tokens: int, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES):
+    self.graphdef, params = nnx.split(model)
+    self.params = multihost.put(params, shd.state_shardings(params, mesh, rules))
+    self.tokenizer = tokenizer
+    self.encode = encode
+    self.template = template or model_signals.JUDGE_TEMPLATE
+    self.mesh = mesh
+    self.rules = rules
+    self.sampler = Sampler(self.graphdef, mesh=mesh, rules=rules)
+    special = tokenizer_lib.special_ids(tokenizer)
+    self.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, eos_token_ids=(special['eos_id'],),
+                                   pad_token_id=special['pad_id'], num_samples=1)
+    self.row_multiple = max(1, shd.batch_divisor(mesh, rules) // jax.process_count())
+    self.last_answers: list[str] = []  # the judge's texts of the last call (this process's judged rows)
+
+  def prompts(self, examples: Sequence[Mapping[str, Any]], texts: Sequence[str], rows: Sequence[int]) -> list[dict]:
+    """The judge's examples (question, images) for completions `rows` of this process."""
+    groups = len(texts) // len(examples)
+    return [dict(prompt=model_signals.judge_prompt(self.template, examples[b // groups]['prompt'], texts[b]),
+                 images=list(examples[b // groups].get('images') or []), meta={}) for b in rows]
+
+  def scores(self, examples: Sequence[Mapping[str, Any]], texts: Sequence[str], rows: np.ndarray) -> np.ndarray:
+    """[B] float64 R^t of this process's completions where `rows` [B] is True, NaN elsewhere.
+
+    A collective: every process calls it in the same step, each with its own examples and rows.
+    """
+    if not examples or len(texts) % len(examples):
+      raise ValueError(f'{len(texts)} completions do not split into groups of the {len(examples)} prompts')
+    rows = np.asarray(rows, bool)
+    if rows.shape != (len(texts),):
+      raise ValueError(f'rows {rows.shape} for {len(texts)} completions')
+    chosen = np.flatnonzero(rows)
+    out = np.full(len(texts), np.nan)
+    count = multihost.agree_max(len(chosen))[0]
+    self.last_answers = []
+    if count == 0:  # no process has a row to judge
+      return out
+    width = _padded_rows(count, self.row_multiple)
+    filler = int(chosen[0]) if len(chosen) else 0  # padding rows repeat a row and are not live
+    inputs = self.encode(self.prompts(examples, texts, [*chosen, *[filler] * (width - len(chosen))]))
+    inputs['live'] = np.arange(width) < len(chosen)
+    sampled = self.sampler(self.params, shd.host_to_global(inputs, self.mesh, self.rules), 0, self.sampling)
+    tokens, lengths = shd.host_rows(sampled.tokens), shd.host_rows(sampled.lengths)
+    for i, b in enumerate(chosen):
+      answer = self.tokenizer.decode(tokens[i, :lengths[i]].tolist(), skip_special_tokens=True)
+      self.last_answers.append(answer)
+      out[b] = model_signals.judge_score(answer)
+    return out
+
+
+def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], template: str, max_new_tokens: int,
+         param_dtype: str, dtype: str, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES) -> ThinkingJudge:
+  """The judge of checkpoint `path`, frozen; its own tokenizer when the directory holds one.
+
+  Raises:
+    ValueError: the task's prompts hold images and the judge has no vision tower, or the tokenizer
+      has more tokens than the judge's vocabulary.
+  """
+  what = f'shaping.trust_grpo.judge {path}'
+  model = models.from_pretrained(path, dtype=param_dtype, mesh=mesh)
+  model.cfg = model.cfg.replace(dtype=dtype)
+  own = os.path.exists(os.path.join(path, processor_lib.TOKENIZER_CONFIG))
+  tokenizer = processor_lib.load_prompt_tokenizer(path) if own else policy_tokenizer
+  if len(tokenizer) > model.cfg.text.vocab_size:
+    raise ValueError(f'{what}: the {"checkpoint" if own else "policy"}\'s tokenizer has {len(tokenizer)} tokens, '
+                     f'more than the judge\'s vocabulary of {model.cfg.text.vocab_size}')
+  if probe_images and model.cfg.vision is None:
+    raise ValueError(f'{what}: the task\'s prompts hold images, but the judge has no vision tower')
+  image_cfg = pipeline.image_config(model.cfg, path, probe_images)
+  encode = pipeline.PromptEncoder(tokenizer, model.cfg, image_cfg, PROMPT_BUCKETS)
+  return ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=max_new_tokens, mesh=mesh,
+                       rules=rules)
