@@ -16,6 +16,7 @@ import pytest
 
 from flax import nnx
 
+import judge_case
 import listener_case
 
 from rl_reason import metrics, models, sampling, train
@@ -170,6 +171,18 @@ def test_listener_over_two_processes_scores_as_one(two_processes):
   for i, result in enumerate(two_processes):
     got = np.array([np.nan if p is None else p for p in result['listener']])
     np.testing.assert_allclose(got, expected[4 * i:4 * i + 4], rtol=1e-5)
+
+
+def test_thinking_judge_over_two_processes_answers_as_one(two_processes):
+  """Process 0 judges three rows and process 1 one; their answers are those of one process judging all."""
+  judge = judge_case.make_judge(shd.make_mesh(shd.MeshConfig(num_devices=1)))
+  expected = judge.scores(judge_case.EXAMPLES, judge_case.TEXTS, judge_case.ROWS)
+  answers = judge.last_answers
+  assert len(answers) == 4 and len(set(answers)) > 1
+  for i, result in enumerate(two_processes):
+    got = np.array([np.nan if s is None else s for s in result['judge']])
+    np.testing.assert_array_equal(got, expected[8 * i:8 * i + 8])
+  assert two_processes[0]['judge_answers'] + two_processes[1]['judge_answers'] == answers
 
 
 _LOOP_CONFIG = """

@@ -82,7 +82,10 @@ PAPER = {
         task='multichoice', rewards={'sophia_exact': 1.0},
         rl=dict(_VERL, eps_high=0.2, beta=0.04, kl_estimator='k3', kl_placement='loss', entropy_coef=1e-3),
         task_fields=dict(inversion_prob=0.0, think=True),
-        real={'qwen2_5_vl_7b': _real(5e-7, 64, 8, 2048, 1.0, 1500)}),
+        real={'qwen2_5_vl_7b': _real(5e-7, 64, 8, 2048, 1.0, 1500)},
+        shaping={'qwen2_5_vl_7b': {'trust_grpo': dict(judge='SophiaVL-R1-Thinking-Reward-Model-3B', alpha=0.3,
+                                                      anneal_steps=12000.0, zero_extreme_groups=True,
+                                                      query_threshold=0.2, correct_threshold=0.5)}}),
     'tw_grpo': dict(
         task='multichoice', rewards={'set_subset_soft': 1.0, 'tw_grpo_format': 1.0},
         rl=dict(advantage='grpo', eps_low=0.2, eps_high=0.2, beta=0.0, aggregation='token_mean',

@@ -44,7 +44,6 @@ def _shaper(section, max_new_tokens=16):
     ({'trust_grpo': {'thinking': 'jigsaw_r1'}}, r"thinking: reward 'jigsaw_r1' ranges over \[0.0, 1.5\]"),
     ({'trust_grpo': {}}, r"shaping.trust_grpo: set one of thinking .* and judge .*, got thinking='', judge=''"),
     ({'trust_grpo': {'thinking': 'rouge_l', 'judge': '/nowhere'}}, r'set one of thinking'),
-    ({'trust_grpo': {'judge': '/nowhere'}}, r"shaping.trust_grpo: judge '/nowhere': no config.json"),
     ({'trust_grpo': {'thinking': 'rouge_l', 'judge_max_new_tokens': 8}},
      r"judge_template and judge_max_new_tokens apply to a judge, not to the reward thinking='rouge_l'"),
     ({'confidence': {'mode': 'median'}}, r"shaping.confidence: mode 'median' unknown"),
@@ -217,7 +216,6 @@ def test_trust_grpo_mixes_an_annealed_thinking_column():
 
 
 def test_trust_grpo_with_a_judge_reads_its_scores_and_needs_them(tmp_path):
-  (tmp_path / 'config.json').write_text('{}')  # parse checks that the directory is a checkpoint
   with pytest.raises(ValueError, match=r'judge_template must hold \{reasoning\} exactly once'):
     _shaper({'trust_grpo': {'judge': str(tmp_path), 'judge_template': 'rate {question}'}})
   with pytest.raises(ValueError, match=r'judge_max_new_tokens must be a positive int'):

@@ -488,6 +488,9 @@ def test_trust_grpo_judge_scores_the_rows_it_uses_and_feeds_the_term(tmp_path):
   with pytest.raises(ValueError, match=r"trust_grpo.judge .*text_judge: the task's prompts hold images, but the "
                                        'judge has no vision tower'):
     train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'refused'))
+  config.shaping = {'trust_grpo': {'judge': str(tmp_path / 'missing')}}
+  with pytest.raises(ValueError, match=r'trust_grpo.judge .*missing: no config.json'):
+    train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'refused'))
 
 
 def test_listener_from_its_own_checkpoint_is_loaded_frozen_and_checked(tmp_path):

@@ -583,9 +583,9 @@ class TrustGrpoConfig:
       if self.judge_template or self.judge_max_new_tokens != 16:
         raise ValueError('judge_template and judge_max_new_tokens apply to a judge, not to the reward thinking='
                          f'{self.thinking!r}')
-    else:
-      if not isinstance(self.judge, str) or not os.path.exists(os.path.join(self.judge, 'config.json')):
-        raise ValueError(f'judge {self.judge!r}: no config.json (a Hugging Face checkpoint directory)')
+    else:  # the checkpoint itself is read (and checked) at start-up: rl/judge.py
+      if not isinstance(self.judge, str):
+        raise ValueError(f'judge must be a checkpoint directory, got {self.judge!r}')
       if self.judge_template:
         model_signals.check_judge_template(self.judge_template)
       _positive_int(self.judge_max_new_tokens, 'judge_max_new_tokens')

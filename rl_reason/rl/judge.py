@@ -102,10 +102,13 @@ def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], tem
   """The judge of checkpoint `path`, frozen; its own tokenizer when the directory holds one.
 
   Raises:
-    ValueError: the task's prompts hold images and the judge has no vision tower, or the tokenizer
+    ValueError: no checkpoint at `path`, the task's prompts hold images and the judge has no vision tower, or the tokenizer
       has more tokens than the judge's vocabulary.
   """
   what = f'shaping.trust_grpo.judge {path}'
+  if not os.path.exists(os.path.join(path, 'config.json')):
+    raise ValueError(f'{what}: no config.json (a Hugging Face checkpoint directory; SophiaVL-R1\'s judge is '
+                     'bunny127/SophiaVL-R1-Thinking-Reward-Model-3B)')
   model = models.from_pretrained(path, dtype=param_dtype, mesh=mesh)
   model.cfg = model.cfg.replace(dtype=dtype)
   own = os.path.exists(os.path.join(path, processor_lib.TOKENIZER_CONFIG))

@@ -1,0 +1,32 @@
+"""The thinking judge's two-process check (shared by parallel_multiprocess_test.py and multiprocess_worker.py).
+
+Two prompts per process, four completions each; process 0 is asked about three rows and process 1
+about one, so both have to agree on the padded row count (and on the judge prompt bucket).
+"""
+
+import jax
+import numpy as np
+from flax import nnx
+
+from rl_reason import models
+from rl_reason.data import pipeline, tokenizer as tokenizer_lib
+from rl_reason.rl import judge as judge_lib
+
+TEMPLATE = 'Rate: {question} | {reasoning} ->'
+EXAMPLES = [{'prompt': 'what is 2+2', 'images': [], 'meta': {}}, {'prompt': 'name a colour', 'images': [], 'meta': {}},
+            {'prompt': 'is the sky blue', 'images': [], 'meta': {}}, {'prompt': 'count to three', 'images': [], 'meta': {}}]
+TEXTS = ['<think>2+2=4</think><answer>4</answer>', 'four', '5', '<think>add</think>',
+         'red', '<answer>blue</answer>', 'a colour is green, as grass is green, and so on', '',
+         'yes', 'no', '<think>look up</think><answer>yes</answer>', 'sometimes',
+         '1 2 3', 'one, two, three', '3', '<answer>1, 2, 3</answer>']
+ROWS = np.array([1, 0, 1, 0, 0, 0, 1, 0,  # process 0: three rows
+                 0, 0, 0, 0, 0, 1, 0, 0], bool)  # process 1: one
+
+
+def make_judge(mesh):
+  """The tiny text judge (weights x4, so that its answers depend on the prompt) on `mesh`."""
+  graphdef, params = nnx.split(models.create(models.get_preset('tiny_lm'), seed=5))
+  model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
+  tokenizer = tokenizer_lib.build_tiny_tokenizer()
+  encode = pipeline.PromptEncoder(tokenizer, model.cfg, None, judge_lib.PROMPT_BUCKETS)
+  return judge_lib.ThinkingJudge(model, tokenizer, encode, template=TEMPLATE, max_new_tokens=6, mesh=mesh)
