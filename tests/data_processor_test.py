@@ -22,6 +22,13 @@ def test_encode_prompt_expands_each_image_to_its_token_count():
   assert [ids[s + 1:s + 8].count(IDS['image_pad_id']) for s in starts] == [6, 1]
 
 
+def test_encode_prompt_with_the_images_after_the_text():
+  ids = processor.encode_prompt(TOKENIZER, 'Rate this', [(1, 2, 2)], merge_size=2, images_first=False)
+  vision = '<|vision_start|>' + '<|image_pad|>' + '<|vision_end|>'
+  assert ids == TOKENIZER.encode(f'<|im_start|>user\nRate this{vision}<|im_end|>\n<|im_start|>assistant\n',
+                                 add_special_tokens=False)
+
+
 def test_encode_prompt_without_images_and_with_system():
   ids = processor.encode_prompt(TOKENIZER, 'Hi', [], merge_size=2, system='Be brief.')
   text = TOKENIZER.decode(ids)

@@ -64,8 +64,9 @@ class PromptEncoder:
   """Turns task examples into padded model inputs (chat template, image tokens, positions)."""
 
   def __init__(self, tokenizer, model_cfg: models.ModelConfig, image_cfg: image_processor.ImageProcessorConfig | None,
-               buckets: tuple[int, ...]):
+               buckets: tuple[int, ...], *, images_first: bool = True):
     self.tokenizer = tokenizer
+    self.images_first = images_first  # False: the text, then the images (the thinking judge's prompts)
     self.model_cfg = model_cfg
     self.image_cfg = image_cfg
     self.buckets = buckets
@@ -86,7 +87,8 @@ class PromptEncoder:
         example['meta']['resized_size'] = [int(grid_w) * self.image_cfg.patch_size,
                                            int(grid_h) * self.image_cfg.patch_size]
       merge = self.image_cfg.merge_size if self.image_cfg else 1
-      sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge))
+      sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge,
+                                               images_first=self.images_first))
     # Every process's share of a batch pads to one length (and, below, one image width): the global
     # arrays are built from the shares.
     length = processor.bucket_length(multihost.agree_max(max(map(len, sequences)))[0], self.buckets)

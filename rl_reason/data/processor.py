@@ -38,7 +38,8 @@ CHAT_TEMPLATE_FILES = ('chat_template.jinja', 'chat_template.json', TOKENIZER_CO
 
 
 def encode_prompt(tokenizer: transformers.PreTrainedTokenizerBase, text: str,
-                  image_grid_thws: Sequence[Sequence[int]], merge_size: int, system: str | None = None) -> list[int]:
+                  image_grid_thws: Sequence[Sequence[int]], merge_size: int, system: str | None = None,
+                  images_first: bool = True) -> list[int]:
   """Token ids of a user turn (images first, then text) followed by the assistant generation prompt.
 
   Args:
@@ -47,11 +48,13 @@ def encode_prompt(tokenizer: transformers.PreTrainedTokenizerBase, text: str,
     image_grid_thws: the (t, h, w) patch grid of each image, in order.
     merge_size: the vision tower's spatial merge size.
     system: optional system message.
+    images_first: False puts the images after the text (SophiaVL's judge messages).
 
   Returns:
     The ids, with each image's single `<|image_pad|>` expanded to its number of image tokens.
   """
-  content = [{'type': 'image'} for _ in image_grid_thws] + [{'type': 'text', 'text': text}]
+  images = [{'type': 'image'} for _ in image_grid_thws]
+  content = images + [{'type': 'text', 'text': text}] if images_first else [{'type': 'text', 'text': text}] + images
   messages = [{'role': 'user', 'content': content}]
   if system is not None:
     messages.insert(0, {'role': 'system', 'content': system})

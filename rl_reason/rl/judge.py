@@ -1,7 +1,8 @@
 """SophiaVL-R1's thinking reward model in the loop: a frozen judge scores each completion's reasoning.
 
-For completion b of prompt p the judge reads one user turn: p's images, then the judge template
-with p's question and the whole completion filled in (`model_signals.judge_prompt`). It answers
+For completion b of prompt p the judge reads one user turn: the judge template with p's question
+and the whole completion filled in (`model_signals.judge_prompt`), then p's images (the order of the
+SophiaVL code's messages). It answers
 greedily (temperature 0, up to `max_new_tokens`) and `model_signals.judge_score` reads the score off
 its text: R^t in [0, 1], 0 when it wrote none. As in the SophiaVL code only the rows Trust-GRPO uses
 are judged (outcome >= 0.2, outside groups whose outcomes are all high or all low); the others are
@@ -119,6 +120,6 @@ def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], tem
   if probe_images and model.cfg.vision is None:
     raise ValueError(f'{what}: the task\'s prompts hold images, but the judge has no vision tower')
   image_cfg = pipeline.image_config(model.cfg, path, probe_images)
-  encode = pipeline.PromptEncoder(tokenizer, model.cfg, image_cfg, PROMPT_BUCKETS)
+  encode = pipeline.PromptEncoder(tokenizer, model.cfg, image_cfg, PROMPT_BUCKETS, images_first=False)
   return ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=max_new_tokens, mesh=mesh,
                        rules=rules)
