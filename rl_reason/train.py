@@ -326,8 +326,10 @@ class Trainer:
     if self.listener_params is not None:  # a listener checkpoint of its own
       extra['listener'] = memory.tree_bytes(self.listener_params, jax.tree.map(lambda x: x.sharding,
                                                                                 self.listener_params))
-    if self.judge is not None:  # Trust-GRPO's thinking reward model
+    if self.judge is not None:  # Trust-GRPO's thinking reward model, and its cache if it judged every row
       extra['judge'] = memory.tree_bytes(self.judge.params, jax.tree.map(lambda x: x.sharding, self.judge.params))
+      extra['judge_kv_cache'] = self.judge.kv_cache(self.cfg.rollout.batch_size, max(self.cfg.rollout.prompt_buckets),
+                                                    self.cfg.rollout.max_new_tokens).bytes(self.mesh)
     return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
                            reference=self._keeps_reference(), extra=extra)
 

@@ -30,7 +30,7 @@ from flax import nnx
 
 from rl_reason import models
 from rl_reason.data import pipeline, processor as processor_lib, tokenizer as tokenizer_lib
-from rl_reason.parallel import multihost
+from rl_reason.parallel import memory, multihost
 from rl_reason.parallel import sharding as shd
 from rl_reason.rewards import model_signals
 from rl_reason.sampling import Sampler, SamplingConfig
@@ -50,6 +50,7 @@ class ThinkingJudge:
   def __init__(self, model: models.Model, tokenizer, encode: pipeline.PromptEncoder, *, template: str,
                max_new_tokens: int, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES):
     self.graphdef, params = nnx.split(model)
+    self.sampler_model_cfg = model.cfg
     self.params = multihost.put(params, shd.state_shardings(params, mesh, rules))
     self.tokenizer = tokenizer
     self.encode = encode
@@ -62,6 +63,16 @@ class ThinkingJudge:
                                    pad_token_id=special['pad_id'], num_samples=1)
     self.row_multiple = max(1, shd.batch_divisor(mesh, rules) // jax.process_count())
     self.last_answers: list[str] = []  # the judge's texts of the last call (this process's judged rows)
+
+  def kv_cache(self, rows: int, prompt_tokens: int, completion_tokens: int) -> memory.KVCacheSpec:
+    """The judge's KV cache for `rows` judge prompts of a policy prompt of `prompt_tokens` (its images
+    included) and a completion of `completion_tokens`: the template's tokens added, bucketed."""
+    text = self.sampler_model_cfg.text
+    template = len(self.tokenizer.encode(self.template, add_special_tokens=False))
+    length = processor_lib.bucket_length(template + prompt_tokens + completion_tokens, PROMPT_BUCKETS)
+    return memory.KVCacheSpec(layers=text.num_hidden_layers, batch=rows, slots=length + self.sampling.max_new_tokens,
+                              kv_heads=text.num_key_value_heads, head_dim=text.dim_per_head,
+                              dtype=models.model.DTYPES[self.sampler_model_cfg.dtype])
 
   def prompts(self, examples: Sequence[Mapping[str, Any]], texts: Sequence[str], rows: Sequence[int]) -> list[dict]:
     """The judge's examples (question, images) for completions `rows` of this process."""
