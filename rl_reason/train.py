@@ -32,9 +32,9 @@ from rl_reason.parallel import multihost
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import advantages as advantages_lib
 from rl_reason.rl import entropy_control
+from rl_reason.rl import judge as judge_lib
 from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import learner as learner_lib
-from rl_reason.rl import judge as judge_lib
 from rl_reason.rl import listener as listener_lib
 from rl_reason.sampling import Sampler, SamplingConfig
 
