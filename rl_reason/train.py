@@ -248,8 +248,8 @@ class Trainer:
       return None, None
     graphdef, params = self.graphdef, None
     if path:  # another checkpoint, frozen; it reads the policy's token ids and image patches
-      model = models.from_pretrained(path, dtype=self.cfg.model.param_dtype, mesh=self.mesh)
-      model.cfg = model.cfg.replace(dtype=self.cfg.model.dtype)
+      model = models.from_pretrained(path, dtype=self.cfg.model.param_dtype, compute_dtype=self.cfg.model.dtype,
+                                     mesh=self.mesh)
       ours, theirs = self.model_cfg, model.cfg
       checks = [('text.vocab_size', ours.text.vocab_size, theirs.text.vocab_size),
                 ('vision (tower present)', ours.vision is not None, theirs.vision is not None)]
@@ -300,10 +300,10 @@ class Trainer:
       # The checkpoint's own tokenizer and chat template (its processor's, when it has processor files);
       # _image_config reads its image settings.
       self.tokenizer = processor_lib.load_prompt_tokenizer(section.path)
-      model = models.from_pretrained(section.path, dtype=section.param_dtype, mesh=self.mesh, **layout)
+      model = models.from_pretrained(section.path, dtype=section.param_dtype, compute_dtype=section.dtype,
+                                     mesh=self.mesh, **layout)
       if section.preset:
         _check_matches_preset(model.cfg, section.preset, section.path)
-      model.cfg = model.cfg.replace(dtype=section.dtype)
       return model
     if section.preset in models.presets.PUBLISHED:
       raise ValueError(f'model.preset {section.preset!r} is a published checkpoint architecture: set '

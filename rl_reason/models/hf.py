@@ -330,8 +330,10 @@ def _place_stacked(read_layer: Callable[[int], np.ndarray], num_layers: int, sha
 
 
 def from_pretrained(path: str, *, dtype: str = 'float32', mesh: jax.sharding.Mesh | None = None,
-                    scan_layers: bool = False, remat: str = 'none') -> Model:
+                    scan_layers: bool = False, remat: str = 'none', compute_dtype: str | None = None) -> Model:
   """Loads a Hugging Face checkpoint directory; each tensor goes straight to its sharding.
+
+  dtype: the parameters' dtype; compute_dtype: the activations' (default: the parameters').
 
   scan_layers / remat: ModelConfig fields (not part of config.json). With scan_layers the decoder
   layers' parameters are stacked [L, ...] (and the vision blocks' [depth, ...]) on device one layer
@@ -353,6 +355,7 @@ def from_pretrained(path: str, *, dtype: str = 'float32', mesh: jax.sharding.Mes
       place=lambda array, param_path: jax.device_put(np.asarray(array).astype(DTYPES[dtype]), shardings[param_path]),
       place_stacked=lambda read_layer, num_layers, param_path: _place_stacked(
           read_layer, num_layers, shardings[param_path], DTYPES[dtype]))
+  model.cfg = model.cfg.replace(dtype=compute_dtype or dtype)  # set after loading: parameters are made in theirs
   return model
 
 

@@ -1,4 +1,4 @@
-"""Start-up memory estimate: parameters, optimiser state, reference copy, KV cache (and a listener), per device.
+"""Start-up memory estimate: parameters, optimiser state, reference copy, KV cache (and frozen scorers), per device.
 
 Shapes: L layers, B rollout rows (prompts x G), S cache slots (prompt bucket + new tokens),
 K KV heads, H head dim.
@@ -90,8 +90,8 @@ class MemoryEstimate:
 
 def estimate(params: Any, param_shardings: Any, opt_state: Any, opt_shardings: Any, kv: KVCacheSpec,
              mesh: Mesh, *, reference: bool, extra: dict[str, tuple[int, int]] | None = None) -> MemoryEstimate:
-  """Parameters, optimiser state, the reference copy (if any), `extra` parts (e.g. a listener model:
-  {name: tree_bytes(...)}) and the KV cache on `mesh`."""
+  """Parameters, optimiser state, the reference copy (if any), `extra` parts (e.g. a listener or a
+  judge model and its cache: {name: (total, per device)}) and the KV cache on `mesh`."""
   parts = {'params': tree_bytes(params, param_shardings),
            'optimizer': tree_bytes(opt_state, opt_shardings)}
   if reference:

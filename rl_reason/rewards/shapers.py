@@ -108,14 +108,15 @@ def _positive_int(value: int, what: str) -> int:
 
 
 # ---------------------------------------------------------------------------- step helpers
-def _column(x: StepInputs, name: str, scheme: str) -> np.ndarray:
-  if name not in x.scores:
+def _column(scores: Mapping[str, np.ndarray], name: str, scheme: str) -> np.ndarray:
+  """A reward's column of the step's scores, named in the error when the step was not scored with it."""
+  if name not in scores:
     raise ValueError(f'shaping.{scheme}: the step was not scored with reward {name!r}')
-  return np.asarray(x.scores[name], np.float64)
+  return np.asarray(scores[name], np.float64)
 
 
 def _correct(x: StepInputs, name: str, at: float, scheme: str) -> np.ndarray:
-  column = _column(x, name, scheme)
+  column = _column(x.scores, name, scheme)
   return (np.nan_to_num(column, nan=-np.inf) >= at).astype(np.float64)
 
 
@@ -398,7 +399,7 @@ class LaserDE(LaserD):
 
   def term(self, x):
     correct = _correct(x, self.cfg.correct, self.cfg.correct_at, self.name)
-    base = np.nan_to_num(_column(x, self.cfg.base, self.name), nan=0.0)
+    base = np.nan_to_num(_column(x.scores, self.cfg.base, self.name), nan=0.0)
     targets = self.updater.targets
     row_targets = np.array([targets[b] for b in shaping.LASER_BUCKETS])[
         shaping.difficulty_buckets(correct, x.num_generations)]
@@ -612,7 +613,7 @@ class TrustGrpo(Scheme):
     """[B] R^o: the outcome reward's column (NaN as 0), or the run's total."""
     if not self.cfg.outcome:
       return np.asarray(total, np.float64)
-    return np.nan_to_num(np.asarray(scores[self.cfg.outcome], np.float64), nan=0.0)
+    return np.nan_to_num(_column(scores, self.cfg.outcome, self.name), nan=0.0)
 
   def judged_rows(self, total: np.ndarray, scores: Mapping[str, np.ndarray], num_generations: int) -> np.ndarray:
     """[B] bool: the rows whose R^t the term uses, the only ones the judge is asked about."""
@@ -621,8 +622,6 @@ class TrustGrpo(Scheme):
                                  zero_extreme_groups=self.cfg.zero_extreme_groups)
 
   def term(self, x):
-    if self.cfg.outcome:
-      _column(x, self.cfg.outcome, self.name)  # names a missing column
     outcome = self.outcome(x.total, x.scores)
     if self.cfg.judge:
       judged = np.asarray(x.judge, np.float64)
@@ -630,7 +629,7 @@ class TrustGrpo(Scheme):
         raise ValueError(f'trust_grpo: {judged.shape} judge scores for {outcome.shape[0]} rows')
       thinking = np.nan_to_num(judged, nan=0.0)
     else:
-      thinking = np.nan_to_num(_column(x, self.cfg.thinking, self.name), nan=0.0)
+      thinking = np.nan_to_num(_column(x.scores, self.cfg.thinking, self.name), nan=0.0)
     thinking = np.where(shaping.thinking_query_mask(outcome, self.cfg.query_threshold), thinking, 0.0)
     shaped, gamma = shaping.trust_grpo(outcome, thinking, x.num_generations, x.step, alpha=self.cfg.alpha,
                                        anneal_steps=self.cfg.anneal_steps,

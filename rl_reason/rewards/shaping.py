@@ -250,6 +250,11 @@ def dast(rewards: Sequence[float] | np.ndarray, lengths: Sequence[int] | np.ndar
 
 
 # ---------------------------------------------------------------------------- Trust-GRPO (SophiaVL-R1)
+def _extreme_groups(r_o: np.ndarray) -> np.ndarray:
+  """[P] groups whose outcomes [P, G] are all >= 0.9 or all <= 0.1 (SophiaVL zeroes their R^t)."""
+  return (r_o >= 0.9).all(axis=1) | (r_o <= 0.1).all(axis=1)
+
+
 def thinking_query_mask(outcome: Sequence[float] | np.ndarray, threshold: float = 0.2) -> np.ndarray:
   """Rows whose thinking reward is worth querying (SophiaVL code: outcome >= 0.2); the rest get 0."""
   return _rows(outcome, 'outcome') >= threshold
@@ -265,9 +270,7 @@ def thinking_rows(outcome: Sequence[float] | np.ndarray, num_generations: int, *
   """
   wanted = thinking_query_mask(outcome, query_threshold)
   if zero_extreme_groups:
-    r_o = _groups(_rows(outcome, 'outcome'), num_generations)
-    extreme = (r_o >= 0.9).all(axis=1) | (r_o <= 0.1).all(axis=1)
-    wanted &= np.repeat(~extreme, num_generations)
+    wanted &= np.repeat(~_extreme_groups(_groups(_rows(outcome, 'outcome'), num_generations)), num_generations)
   return wanted
 
 
@@ -291,8 +294,7 @@ def trust_grpo(outcome: Sequence[float] | np.ndarray, thinking: Sequence[float] 
     raise ValueError(f'outcome {outcome.shape} and thinking {thinking.shape} differ')
   r_o, r_t = _groups(outcome, num_generations), _groups(thinking, num_generations).copy()  # [P, G]
   if zero_extreme_groups:
-    extreme = (r_o >= 0.9).all(axis=1) | (r_o <= 0.1).all(axis=1)
-    r_t[extreme] = 0.0
+    r_t[_extreme_groups(r_o)] = 0.0
   right = r_o >= correct_threshold
   n_right, n_wrong = right.sum(axis=1), (~right).sum(axis=1)
   mu_c = np.where(n_right > 0, (r_t * right).sum(axis=1) / np.maximum(n_right, 1), 0.0)

@@ -50,7 +50,7 @@ class ThinkingJudge:
   def __init__(self, model: models.Model, tokenizer, encode: pipeline.PromptEncoder, *, template: str,
                max_new_tokens: int, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES):
     self.graphdef, params = nnx.split(model)
-    self.sampler_model_cfg = model.cfg
+    self.model_cfg = model.cfg
     self.params = multihost.put(params, shd.state_shardings(params, mesh, rules))
     self.tokenizer = tokenizer
     self.encode = encode
@@ -67,12 +67,12 @@ class ThinkingJudge:
   def kv_cache(self, rows: int, prompt_tokens: int, completion_tokens: int) -> memory.KVCacheSpec:
     """The judge's KV cache for `rows` judge prompts of a policy prompt of `prompt_tokens` (its images
     included) and a completion of `completion_tokens`: the template's tokens added, bucketed."""
-    text = self.sampler_model_cfg.text
+    text = self.model_cfg.text
     template = len(self.tokenizer.encode(self.template, add_special_tokens=False))
     length = processor_lib.bucket_length(template + prompt_tokens + completion_tokens, PROMPT_BUCKETS)
     return memory.KVCacheSpec(layers=text.num_hidden_layers, batch=rows, slots=length + self.sampling.max_new_tokens,
                               kv_heads=text.num_key_value_heads, head_dim=text.dim_per_head,
-                              dtype=models.model.DTYPES[self.sampler_model_cfg.dtype])
+                              dtype=models.model.DTYPES[self.model_cfg.dtype])
 
   def prompts(self, examples: Sequence[Mapping[str, Any]], texts: Sequence[str], rows: Sequence[int]) -> list[dict]:
     """The judge's examples (question, images) for completions `rows` of this process."""
@@ -121,8 +121,7 @@ def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], tem
   if not os.path.exists(os.path.join(path, 'config.json')):
     raise ValueError(f'{what}: no config.json (a Hugging Face checkpoint directory; SophiaVL-R1\'s judge is '
                      'bunny127/SophiaVL-R1-Thinking-Reward-Model-3B)')
-  model = models.from_pretrained(path, dtype=param_dtype, mesh=mesh)
-  model.cfg = model.cfg.replace(dtype=dtype)
+  model = models.from_pretrained(path, dtype=param_dtype, compute_dtype=dtype, mesh=mesh)
   own = os.path.exists(os.path.join(path, processor_lib.TOKENIZER_CONFIG))
   tokenizer = processor_lib.load_prompt_tokenizer(path) if own else policy_tokenizer
   if len(tokenizer) > model.cfg.text.vocab_size:
