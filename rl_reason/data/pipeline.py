@@ -61,12 +61,24 @@ def image_config(model_cfg: models.ModelConfig, path: str,
 
 
 class PromptEncoder:
-  """Turns task examples into padded model inputs (chat template, image tokens, positions)."""
+  """Turns task examples into padded model inputs (chat template, image tokens, positions).
+
+  With `prefix_step` > 0 the tokens every prompt of the batch begins with (every process's prompts,
+  cut before the first image token, a multiple of prefix_step: T0 of them) come apart as
+  `prefix_ids` [P, T0], and `input_ids`, `attention_mask` and `positions` hold the rest, left padded
+  to a bucket, its positions counted from T0: the sampler then runs the prefix once for the batch
+  (a judge template read before every completion). Off with sliding-window layers, whose windows
+  count cache slots and so would count the padding between the prefix and the rest.
+  """
 
   def __init__(self, tokenizer, model_cfg: models.ModelConfig, image_cfg: image_processor.ImageProcessorConfig | None,
-               buckets: tuple[int, ...], *, images_first: bool = True):
+               buckets: tuple[int, ...], *, images_first: bool = True, prefix_step: int = 0):
     self.tokenizer = tokenizer
     self.images_first = images_first  # False: the text, then the images (the thinking judge's prompts)
+    text = model_cfg.text
+    if prefix_step and any(text.window_of_layer(i) for i in range(text.num_hidden_layers)):
+      prefix_step = 0
+    self.prefix_step = prefix_step
     self.model_cfg = model_cfg
     self.image_cfg = image_cfg
     self.buckets = buckets
@@ -89,10 +101,16 @@ class PromptEncoder:
       merge = self.image_cfg.merge_size if self.image_cfg else 1
       sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge,
                                                images_first=self.images_first))
+    prefix = self._shared_prefix(sequences)
+    rests = [s[len(prefix):] for s in sequences]
     # Every process's share of a batch pads to one length (and, below, one image width): the global
     # arrays are built from the shares.
-    length = processor.bucket_length(multihost.agree_max(max(map(len, sequences)))[0], self.buckets)
-    input_ids, attention_mask = processor.pad_batch(sequences, length=length, pad_id=self.pad_id, side='left')
+    length = processor.bucket_length(multihost.agree_max(max(map(len, rests)))[0], self.buckets)
+    input_ids, attention_mask = processor.pad_batch(rests, length=length, pad_id=self.pad_id, side='left')
+    if prefix:  # [prefix | padding | rest]: positions count real tokens, so the rest continues from T0
+      input_ids = np.concatenate([np.broadcast_to(np.asarray(prefix, np.int32), (len(rests), len(prefix))),
+                                  input_ids], axis=1)
+      attention_mask = np.concatenate([np.ones((len(rests), len(prefix)), np.int32), attention_mask], axis=1)
     pixel_values = grid_thw = None
     if images:
       pixel_values = np.concatenate([p['pixel_values'] for p in images])
@@ -107,7 +125,23 @@ class PromptEncoder:
       if patches > local:
         inputs['vision'] = buckets_lib.pad_vision(inputs['vision'], patches=patches,
                                                   merge_unit=self.model_cfg.vision.merge_unit)
+    if prefix:  # its positions are 0 .. T0 - 1 (text before any image): the sampler makes them
+      cut = len(prefix)
+      inputs.update(prefix_ids=inputs['input_ids'][:, :cut], input_ids=inputs['input_ids'][:, cut:],
+                    attention_mask=inputs['attention_mask'][:, cut:], positions=inputs['positions'][:, :, cut:])
     return inputs
+
+  def _shared_prefix(self, sequences: list[list[int]]) -> list[int]:
+    """The tokens every process's prompts begin with (processor.shared_prefix_length); [] when off."""
+    if not self.prefix_step:
+      return []
+    image_id = self.model_cfg.image_token_id
+    length = processor.shared_prefix_length(sequences, image_token_id=image_id, step=self.prefix_step)
+    heads = multihost.all_objects([sequences[0][:length]])  # one per process: they must agree as well
+    if len(heads) > 1:
+      length = processor.shared_prefix_length([h + [image_id] for h in heads], image_token_id=image_id,
+                                              step=self.prefix_step)
+    return sequences[0][:length]
 
 
 class PromptStream:

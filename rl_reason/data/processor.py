@@ -99,6 +99,21 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, length: int, pad_id: int,
   return input_ids, attention_mask
 
 
+def shared_prefix_length(sequences: Sequence[Sequence[int]], *, image_token_id: int, step: int) -> int:
+  """How many leading tokens every sequence shares, cut before the first image token and so that
+  every sequence keeps at least one token of its own, rounded down to a multiple of `step` (few
+  distinct prefix lengths: few compiled programs). 0 when fewer than `step` are shared."""
+  if not sequences or step <= 0:
+    return 0
+  width = min(len(s) for s in sequences) - 1
+  if width < step:
+    return 0
+  head = np.array([list(s[:width]) for s in sequences], np.int64)  # [B, width]
+  same = np.all(head == head[:1], axis=0) & (head[0] != image_token_id)
+  shared = width if same.all() else int(np.argmin(same))
+  return shared // step * step
+
+
 def bucket_length(n: int, buckets: Sequence[int]) -> int:
   """The smallest bucket >= n (static shapes: one compiled program per bucket)."""
   fitting = [b for b in buckets if b >= n]

@@ -35,7 +35,10 @@ from rl_reason.parallel import sharding as shd
 from rl_reason.rewards import model_signals
 from rl_reason.sampling import Sampler, SamplingConfig
 
-PROMPT_BUCKETS = tuple(64 * 2**k for k in range(12))  # 64 .. 131072 tokens: few compilations
+# Judge prompt lengths after the shared prefix: 64, 96, 128, 192, .. 131072 (two per octave: the
+# padding stays under a third, the compiled programs few).
+PROMPT_BUCKETS = tuple(sorted(b << k for b in (64, 96) for k in range(12) if b << k <= 131072))
+PREFIX_STEP = 64  # the template's head, read before every completion, runs once per call (a multiple of this)
 
 
 def _padded_rows(count: int, multiple: int) -> int:
@@ -109,6 +112,12 @@ class ThinkingJudge:
     return out
 
 
+def prompt_encoder(tokenizer, model_cfg: models.ModelConfig, image_cfg) -> pipeline.PromptEncoder:
+  """Judge prompts: the text before the images, the template's shared head apart (run once per call)."""
+  return pipeline.PromptEncoder(tokenizer, model_cfg, image_cfg, PROMPT_BUCKETS, images_first=False,
+                                prefix_step=PREFIX_STEP)
+
+
 def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], template: str, max_new_tokens: int,
          param_dtype: str, dtype: str, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES) -> ThinkingJudge:
   """The judge of checkpoint `path`, frozen; its own tokenizer when the directory holds one.
@@ -129,7 +138,6 @@ def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], tem
                      f'more than the judge\'s vocabulary of {model.cfg.text.vocab_size}')
   if probe_images and model.cfg.vision is None:
     raise ValueError(f'{what}: the task\'s prompts hold images, but the judge has no vision tower')
-  image_cfg = pipeline.image_config(model.cfg, path, probe_images)
-  encode = pipeline.PromptEncoder(tokenizer, model.cfg, image_cfg, PROMPT_BUCKETS, images_first=False)
+  encode = prompt_encoder(tokenizer, model.cfg, pipeline.image_config(model.cfg, path, probe_images))
   return ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=max_new_tokens, mesh=mesh,
                        rules=rules)

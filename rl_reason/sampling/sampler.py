@@ -1,11 +1,12 @@
 """KV-cache sampler: one prefill per prompt, cache fan-out to G samples, while_loop decode with early exit.
 
-Shapes: P prompts, G samples per prompt, B = P*G rows, T prompt length (left padded), N token
-capacity (max new tokens), S = T + C cache slots for a stage capacity C <= N, V vocab,
+Shapes: P prompts, G samples per prompt, B = P*G rows, T prompt length (left padded), T0 tokens of a
+prefix shared by every prompt (0 without one), N token capacity (max new tokens), S = T0 + T + C cache
+slots for a stage capacity C <= N, V vocab,
 M longest stop sequence, L layers, K kv heads, H head dim.
 
-Three jitted programs per shape: `prefill` (vision encoding, prompt prefill over P rows, fan-out
-to B rows, first token), `decode` (a lax.while_loop over a DecodeState; the state is donated, so
+Three jitted programs per shape: `prefill` (vision encoding, a shared prefix's prefill over one row
+copied to P rows, prompt prefill over P rows, fan-out to B rows, first token), `decode` (a lax.while_loop over a DecodeState; the state is donated, so
 the cache is updated in place) and, with kv_stages > 1, `grow` (pads the cache to the next stage).
 Decoding runs in stages of growing cache capacity C_1 < ... < C_k = N: attention in stage i reads
 only T + C_i slots, so early tokens do not pay for the longest completion. Each loop exits as soon
@@ -303,11 +304,22 @@ class Sampler:
     dtype = DTYPES[cfg.cache_dtype] if cfg.cache_dtype else model.compute_dtype
     vision = prompt.get('vision')
     image_embeds = model.encode_images(vision) if vision is not None else None
-    # The prompt attends over its own T slots; the first stage's C_0 empty slots are appended after.
-    cache = self._constrain_cache(init_cache(model.cfg.text, num_prompts, prompt_len, dtype,
-                                             stacked=model.cfg.scan_layers))
-    logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds, cache=cache,
-                          write_index=jnp.int32(0), logits_slice=slice(-1, None))
+    # The prompt attends over its own T0 + T slots; the first stage's C_0 empty slots are appended after.
+    prefix_ids = prompt.get('prefix_ids')
+    prefix_len = 0 if prefix_ids is None else prefix_ids.shape[1]
+    if prefix_len:  # every row begins with it: one row runs it, and its cache is copied to the P rows
+      head = prefix_ids[:1]
+      head_positions = jnp.broadcast_to(jnp.arange(prefix_len, dtype=jnp.int32), (3, 1, prefix_len))
+      cache = init_cache(model.cfg.text, 1, prefix_len, dtype, stacked=model.cfg.scan_layers)
+      _, cache = model.hidden_states(head, head_positions, jnp.ones_like(head), cache=cache, write_index=jnp.int32(0),
+                                     hidden_slice=slice(-1, None))
+      cache = map_cache(lambda leaf, rows, slots: jnp.repeat(_pad_slots(leaf, slots, prompt_len), num_prompts, rows),
+                        cache)
+    else:
+      cache = init_cache(model.cfg.text, num_prompts, prompt_len, dtype, stacked=model.cfg.scan_layers)
+    logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds,
+                          cache=self._constrain_cache(cache), write_index=jnp.int32(prefix_len),
+                          logits_slice=slice(-1, None))
     cache = map_cache(lambda leaf, rows, slots: _fan_out(_pad_slots(leaf, slots, cfg.stage_capacities[0]), groups,
                                                           rows), cache)
     next_position = _fan_out(jnp.max(positions, axis=(0, 2)) + 1, groups, 0)  # [B]
@@ -402,9 +414,11 @@ class Sampler:
     Args:
       params: the model's nnx state (as nnx.split gives it).
       prompt: input_ids [P, T], attention_mask [P, T] (left padded), positions [3, P, T],
-        optionally `vision` (models.prepare_inputs output, host or device arrays) and optionally
+        optionally `vision` (models.prepare_inputs output, host or device arrays), optionally
         `live` [P] bool: False marks a padding row, which starts finished (length 0) so it never
-        holds the loop open.
+        holds the loop open, and optionally `prefix_ids` [P, T0]: tokens every row begins with
+        (identical rows, text at positions 0 .. T0 - 1), read before input_ids and run once for
+        the batch (pipeline.PromptEncoder's prefix_step).
       rng: a PRNG key or an int seed.
       cfg: static settings; cfg.max_new_tokens is the compiled capacity N.
       max_new_tokens: stop after this many tokens (<= N; default N) without recompiling.

@@ -1,0 +1,107 @@
+"""A prefix every prompt shares, run once for the batch: what the encoder splits off, and the sampler's
+tokens, log-probs and entropies against the same prompts run whole (text and VLM, 1 and 8 devices)."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from rl_reason import models
+from rl_reason.data import image_processor, pipeline, processor, tokenizer as tokenizer_lib
+from rl_reason.parallel import sharding as shd
+from rl_reason.sampling import Sampler, SamplingConfig
+
+TOKENIZER = tokenizer_lib.build_tiny_tokenizer()
+SPECIAL = tokenizer_lib.special_ids(TOKENIZER)
+HEAD = 'Read the question and the answer below, then judge the answer with care. ' * 2
+
+
+def test_shared_prefix_length_stops_at_a_difference_an_image_or_a_row_end():
+  share = lambda seqs, step=4: processor.shared_prefix_length(seqs, image_token_id=9, step=step)
+  same = list(range(20, 40))
+  assert share([same + [1], same + [2, 3]]) == 20
+  assert share([same + [1], same + [2, 3]], step=8) == 16  # rounded down to the step
+  assert share([same[:13] + [5, 1], same + [2]]) == 12  # differs at 13
+  assert share([same[:6] + [9] + same[7:], same[:6] + [9] + same[7:]]) == 4  # cut before the image token (6)
+  assert share([same, same, same]) == 16  # every row keeps a token of its own: 19 shared, 16 rounded
+  assert share([same[:3], same[:3]]) == 0  # fewer than a step
+  assert share([same]) == 16 and share([]) == 0 and share([same, same], step=0) == 0
+
+
+def _model(images=True):
+  cfg = models.get_preset('tiny_vl' if images else 'tiny_lm', vocab_size=len(TOKENIZER), image_token_id=SPECIAL['image_pad_id'],
+                          vision_start_token_id=SPECIAL['vision_start_id'])
+  graphdef, params = nnx.split(models.create(cfg, seed=3))
+  # weights x3: sharper distributions, so that the two runs' draws could tell a wrong prefix apart
+  return nnx.merge(graphdef, jax.tree.map(lambda x: x * 3 if x.ndim >= 2 else x, params))
+
+
+def _examples(images: bool):
+  rng = np.random.default_rng(0)
+  texts = ['what is shown?', 'count the red squares, then the blue ones', 'is it night', 'name the shape']
+  return [dict(prompt=HEAD + text, images=[rng.integers(0, 255, (16 + 8 * (i % 2), 24, 3), np.uint8)] if images
+               else [], meta={}) for i, text in enumerate(texts)]
+
+
+def _encoders(model_cfg, images: bool, prefix_step=16):
+  image_cfg = image_processor.ImageProcessorConfig(
+      patch_size=8, temporal_patch_size=2, merge_size=2, min_pixels=256, max_pixels=2048) if images else None
+  make = lambda step: pipeline.PromptEncoder(TOKENIZER, model_cfg, image_cfg, (32, 64, 128, 256),
+                                             images_first=False, prefix_step=step)
+  return make(0), make(prefix_step)
+
+
+@pytest.mark.parametrize('images', [True, False])
+def test_the_prefix_and_the_rest_are_the_whole_prompt(images):
+  model_cfg = _model(images).cfg
+  whole_encode, split_encode = _encoders(model_cfg, images)
+  whole, split = whole_encode(_examples(images)), split_encode(_examples(images))
+  cut = split['prefix_ids'].shape[1]
+  assert cut % 16 == 0 and cut >= 64
+  assert (split['prefix_ids'] == split['prefix_ids'][:1]).all()
+  for row in range(4):
+    real = whole['attention_mask'][row] > 0
+    rest = split['attention_mask'][row] > 0
+    np.testing.assert_array_equal(np.concatenate([split['prefix_ids'][row], split['input_ids'][row][rest]]),
+                                  whole['input_ids'][row][real])
+    np.testing.assert_array_equal(np.concatenate([np.broadcast_to(np.arange(cut), (3, cut)),
+                                                  split['positions'][:, row][:, rest]], axis=1),
+                                  whole['positions'][:, row][:, real])
+  assert split['input_ids'].shape[1] < whole['input_ids'].shape[1]  # the rest fits a smaller bucket
+  if images:
+    for key, value in whole['vision'].items():
+      np.testing.assert_array_equal(split['vision'][key], value)
+
+
+def test_sliding_window_models_keep_the_prompt_whole():
+  text = dataclasses.replace(models.get_preset('tiny_lm').text, sliding_window=8,
+                             layer_types=('sliding_attention', 'full_attention'))
+  cfg = dataclasses.replace(models.get_preset('tiny_lm'), text=text)
+  _, split_encode = _encoders(cfg, images=False)
+  assert split_encode.prefix_step == 0 and 'prefix_ids' not in split_encode(_examples(False))
+
+
+@pytest.mark.parametrize('images, devices', [(True, 1), (False, 1), (True, 8)])
+def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devices):
+  model = _model(images)
+  graphdef, params = nnx.split(model)
+  mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices) if devices == 1 else
+                       shd.MeshConfig(data=2, fsdp=2, tensor=2))
+  params = jax.device_put(params, shd.state_shardings(params, mesh))
+  sampler = Sampler(graphdef, mesh=mesh)
+  whole_encode, split_encode = _encoders(model.cfg, images)
+  whole, split = whole_encode(_examples(images)), split_encode(_examples(images))
+  assert 'prefix_ids' in split
+  for temperature in (0.0, 1.0):
+    cfg = SamplingConfig(max_new_tokens=12, temperature=temperature, num_samples=2, return_entropy=True,
+                         pad_token_id=SPECIAL['pad_id'])
+    runs = [sampler(params, shd.host_to_global(inputs, mesh), 7, cfg) for inputs in (whole, split)]
+    (ref, got) = [jax.tree.map(np.asarray, run) for run in runs]
+    np.testing.assert_array_equal(got.tokens, ref.tokens)
+    np.testing.assert_array_equal(got.lengths, ref.lengths)
+    np.testing.assert_allclose(got.logprobs, ref.logprobs, atol=1e-5)
+    np.testing.assert_allclose(got.entropy, ref.entropy, atol=1e-5)
+    # rows differ: each read its own prompt (greedy: 4 prompts x 2 alike samples), and its own draws
+    assert len({tuple(t) for t in ref.tokens}) > (1 if temperature == 0 else 4)
