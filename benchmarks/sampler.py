@@ -184,9 +184,10 @@ def transformers_fn(hf_model, ids, mask, new_tokens: int, temperature: float,
                     device: str = 'cpu') -> Callable[[], Any]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  config = transformers.GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                         max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
-                                         pad_token_id=0, bos_token_id=None)
+  drawn = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(
+      do_sample=False)  # temperature 0: greedy
+  config = transformers.GenerationConfig(**drawn, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                         eos_token_id=None, pad_token_id=0, bos_token_id=None)
   input_ids, attention_mask = torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
   def run():

@@ -9,10 +9,12 @@ import numpy as np
 from flax import nnx
 
 from rl_reason import models
-from rl_reason.data import pipeline, tokenizer as tokenizer_lib
+from rl_reason.data import tokenizer as tokenizer_lib
 from rl_reason.rl import judge as judge_lib
 
-TEMPLATE = 'Rate: {question} | {reasoning} ->'
+# A head of over 64 tokens: the judge runs it once per call (processes agree on it: process 1's single row
+# shares a longer one with its padding rows).
+TEMPLATE = 'You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2 + 'Rate: {question} | {reasoning} ->'
 EXAMPLES = [{'prompt': 'what is 2+2', 'images': [], 'meta': {}}, {'prompt': 'name a colour', 'images': [], 'meta': {}},
             {'prompt': 'is the sky blue', 'images': [], 'meta': {}}, {'prompt': 'count to three', 'images': [], 'meta': {}}]
 TEXTS = ['<think>2+2=4</think><answer>4</answer>', 'four', '5', '<think>add</think>',
@@ -28,5 +30,5 @@ def make_judge(mesh):
   graphdef, params = nnx.split(models.create(models.get_preset('tiny_lm'), seed=5))
   model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
   tokenizer = tokenizer_lib.build_tiny_tokenizer()
-  encode = pipeline.PromptEncoder(tokenizer, model.cfg, None, judge_lib.PROMPT_BUCKETS)
+  encode = judge_lib.prompt_encoder(tokenizer, model.cfg, None)
   return judge_lib.ThinkingJudge(model, tokenizer, encode, template=TEMPLATE, max_new_tokens=6, mesh=mesh)

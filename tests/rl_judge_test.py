@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from rl_reason import models
-from rl_reason.data import pipeline, processor, tokenizer as tokenizer_lib
+from rl_reason.data import processor, tokenizer as tokenizer_lib
 from rl_reason.parallel import sharding as shd
 from rl_reason.rewards import model_signals, shaping
 from rl_reason.rl import judge as judge_lib
@@ -34,6 +34,9 @@ def test_judge_prompt_fills_each_field_once_and_checks_templates():
   filled = model_signals.judge_prompt('Q: {question}\nR: {reasoning}', 'why {reasoning}?', 'because {question}')
   assert filled == 'Q: why {reasoning}?\nR: because {question}'  # one pass: the texts are left as written
   model_signals.check_judge_template(model_signals.JUDGE_TEMPLATE)
+  assert model_signals.judge_template_head('Rate it. {reasoning} after {question}') == 'Rate it. '
+  head = model_signals.judge_template_head(model_signals.JUDGE_TEMPLATE)
+  assert head.startswith('You are an expert judge') and head.endswith('\nQuestion: ')
   assert model_signals.JUDGE_TEMPLATE.endswith('Your response format: <answer>your_score</answer>')
   with pytest.raises(ValueError, match=r'judge_template must hold \{reasoning\} exactly once, got 0'):
     model_signals.check_judge_template('Q: {question}')
@@ -88,8 +91,8 @@ def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices):
   # weights x4: a random model this small answers '\n' to everything; sharper, its answers depend on the prompt
   model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
   mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices))
-  encode = pipeline.PromptEncoder(tokenizer, model.cfg, None, judge_lib.PROMPT_BUCKETS)
-  template = 'Rate: {question} | {reasoning} ->'
+  encode = judge_lib.prompt_encoder(tokenizer, model.cfg, None)
+  template = 'You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2 + 'Rate: {question} | {reasoning} ->'
   judge = judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=6, mesh=mesh)
   examples = [{'prompt': 'what is 2+2', 'images': [], 'meta': {}}, {'prompt': 'name a colour', 'images': [], 'meta': {}}]
   texts = ['<think>2+2=4</think><answer>4</answer>', 'four', '5', '<think>add</think>',
@@ -97,6 +100,7 @@ def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices):
   rows = np.array([0, 1, 0, 1, 1, 0, 0, 1], bool)  # 4 rows: with 8 devices padded to 8
   got = judge.scores(examples, texts, rows)
   assert np.isnan(got[~rows]).all()
+  assert encode(judge.prompts(examples, texts, [0, 1]))['prefix_ids'].shape[1] == judge_lib.PREFIX_STEP  # head once
   expected = [_greedy(model, tokenizer, model_signals.judge_prompt(template, examples[b // 4]['prompt'], texts[b]), 6)
               for b in np.flatnonzero(rows)]
   assert judge.last_answers == expected

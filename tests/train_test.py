@@ -461,9 +461,10 @@ def test_trust_grpo_judge_scores_the_rows_it_uses_and_feeds_the_term(tmp_path):
   trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'run'))
   assert trainer.judge.tokenizer is not trainer.tokenizer
   assert trainer.memory.parts['judge'] == trainer.memory.parts['params']
-  # 16 rows of (571 template + 160 prompt + 16 completion tokens: the 1024 bucket) + 16 answer slots, float32
+  # 16 rows of 571 template + 160 prompt + 16 completion tokens: the template's 517-token head shared (512 of
+  # them, the prefix step), the other 235 in the 256 bucket; + 16 answer slots, float32
   text = probe.model_cfg.text
-  cache = 2 * text.num_hidden_layers * 16 * (1024 + 16) * text.num_key_value_heads * text.dim_per_head * 4
+  cache = 2 * text.num_hidden_layers * 16 * (512 + 256 + 16) * text.num_key_value_heads * text.dim_per_head * 4
   assert trainer.memory.parts['judge_kv_cache'] == (cache, cache // len(trainer.mesh.devices.flat))
   score = trainer.score
   trainer.score = lambda texts, metas, *args: dict(score(texts, metas, *args), total=np.array(

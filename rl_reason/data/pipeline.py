@@ -101,6 +101,15 @@ class PromptEncoder:
       merge = self.image_cfg.merge_size if self.image_cfg else 1
       sequences.append(processor.encode_prompt(self.tokenizer, example['prompt'], grids, merge,
                                                images_first=self.images_first))
+    pixel_values = grid_thw = None
+    if images:
+      pixel_values = np.concatenate([p['pixel_values'] for p in images])
+      grid_thw = np.concatenate([p['image_grid_thw'] for p in images])
+    return self.arrays(sequences, pixel_values, grid_thw)
+
+  def arrays(self, sequences: list[list[int]], pixel_values: np.ndarray | None = None,
+             grid_thw: np.ndarray | None = None) -> dict[str, Any]:
+    """Token ids of this process's P prompts (image tokens expanded) and their images -> model inputs."""
     prefix = self._shared_prefix(sequences)
     rests = [s[len(prefix):] for s in sequences]
     # Every process's share of a batch pads to one length (and, below, one image width): the global
@@ -111,10 +120,6 @@ class PromptEncoder:
       input_ids = np.concatenate([np.broadcast_to(np.asarray(prefix, np.int32), (len(rests), len(prefix))),
                                   input_ids], axis=1)
       attention_mask = np.concatenate([np.ones((len(rests), len(prefix)), np.int32), attention_mask], axis=1)
-    pixel_values = grid_thw = None
-    if images:
-      pixel_values = np.concatenate([p['pixel_values'] for p in images])
-      grid_thw = np.concatenate([p['image_grid_thw'] for p in images])
     inputs = models.prepare_inputs(self.model_cfg, input_ids, attention_mask, pixel_values, grid_thw)
     if self.model_cfg.vision is not None:
       local = inputs['vision']['patches'].shape[1] if 'vision' in inputs else 0

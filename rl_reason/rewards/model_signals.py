@@ -96,6 +96,11 @@ def judge_prompt(template: str, question: str, reasoning: str) -> str:
   return _JUDGE_FIELD.sub(lambda m: values[m.group(1)], template)
 
 
+def judge_template_head(template: str) -> str:
+  """The template's text before its first field: what every judge prompt begins with."""
+  return template[:_JUDGE_FIELD.search(template).start()]
+
+
 def check_judge_template(template: str) -> None:
   """Raises ValueError unless the template holds each of {question} and {reasoning} exactly once."""
   for field in JUDGE_FIELDS:

@@ -69,11 +69,15 @@ class ThinkingJudge:
 
   def kv_cache(self, rows: int, prompt_tokens: int, completion_tokens: int) -> memory.KVCacheSpec:
     """The judge's KV cache for `rows` judge prompts of a policy prompt of `prompt_tokens` (its images
-    included) and a completion of `completion_tokens`: the template's tokens added, bucketed."""
+    included) and a completion of `completion_tokens`: the template's tokens added; its text before the
+    first field is the shared prefix (rounded down to PREFIX_STEP), the rest bucketed."""
     text = self.model_cfg.text
-    template = len(self.tokenizer.encode(self.template, add_special_tokens=False))
-    length = processor_lib.bucket_length(template + prompt_tokens + completion_tokens, PROMPT_BUCKETS)
-    return memory.KVCacheSpec(layers=text.num_hidden_layers, batch=rows, slots=length + self.sampling.max_new_tokens,
+    count = lambda part: len(self.tokenizer.encode(part, add_special_tokens=False))
+    template = count(self.template)
+    prefix = count(model_signals.judge_template_head(self.template)) // PREFIX_STEP * PREFIX_STEP
+    rest = processor_lib.bucket_length(template + prompt_tokens + completion_tokens - prefix, PROMPT_BUCKETS)
+    return memory.KVCacheSpec(layers=text.num_hidden_layers, batch=rows,
+                              slots=prefix + rest + self.sampling.max_new_tokens,
                               kv_heads=text.num_key_value_heads, head_dim=text.dim_per_head,
                               dtype=models.model.DTYPES[self.model_cfg.dtype])
 
