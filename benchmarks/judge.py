@@ -173,7 +173,8 @@ def format_table(result: dict[str, Any]) -> str:
   r = result['ratios']
   lines.append(f'whole / shared prefix: {r["whole_over_shared_prefix"]:.2f}x (prefill '
                f'{r["whole_over_shared_prefix_prefill"]:.2f}x); transformers / shared prefix: '
-               f'{r["transformers_over_shared_prefix"]:.2f}x; transformers / whole: {r["transformers_over_whole"]:.2f}x; '
+               f'{r["transformers_over_shared_prefix"]:.2f}x; transformers / whole: '
+               f'{r["transformers_over_whole"]:.2f}x; '
                f'equal tokens {result["same_tokens_fraction"]:.3f}')
   return '\n'.join(lines)
 

@@ -220,7 +220,8 @@ class Trainer:
                                    top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, min_p=cfg.rollout.min_p,
                                    cache_dtype=cfg.rollout.cache_dtype or None, eos_token_ids=(self.eos_id,),
                                    pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations,
-                                   return_entropy='entropies' in self.shaper.needs)  # PEAR reads them
+                                   # PEAR and entropy control read them
+                                   return_entropy='entropies' in self.shaper.needs or self.entropy_control is not None)
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
                                  cache_dtype=cfg.rollout.cache_dtype or None,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
@@ -588,12 +589,13 @@ class Trainer:
     update_batch['prompt'] = prompt
     update_batch['step'] = jax.device_put(np.int32(self.step), self.replicated)
     control_metrics = {}
-    if self.entropy_control is not None:  # this rollout's token entropy, estimated from the sampled tokens
+    if self.entropy_control is not None:  # this rollout's mean token entropy, as the sampler computed it
       # the whole batch's: every process steers the one coefficient the update takes as a replicated scalar
-      sampled_entropy = entropy_control.sampled_entropy(*multihost.all_rows((rollout.logprobs, completion_mask)))
-      coef = self.entropy_control.step(sampled_entropy)
+      entropies, logprobs, mask = multihost.all_rows((rollout.entropies, rollout.logprobs, completion_mask))
+      entropy = entropy_control.mean_entropy(entropies, mask)
+      coef = self.entropy_control.step(entropy)
       update_batch['entropy_coef'] = jax.device_put(np.float32(coef), self.replicated)
-      control_metrics = {'entropy_sampled': sampled_entropy}
+      control_metrics = {'entropy_rollout': entropy, 'entropy_sampled': entropy_control.sampled_entropy(logprobs, mask)}
     if loss_cfg.beta > 0:
       update_batch['ref_logprobs'] = self.learner.logprobs(self.state['ref_params'], update_batch)
     if cfg.rl.optimizer_steps(cfg.rollout) > 1:  # the policy moves during the rollout's updates
@@ -626,7 +628,7 @@ class Trainer:
         'sampler_compilations': self.sampler.compilations,  # bounded by the prompt buckets
         **times, 'time_update': t3 - t2, 'time_step': t3 - t0,
         **sampling_metrics,  # dynamic_sampling/{kept, filled, rounds, offered, dropped_*, surplus}
-        **control_metrics,  # entropy_sampled (adaptive entropy control; the coefficient is entropy_coef)
+        **control_metrics,  # adaptive entropy control: entropy_rollout, entropy_sampled (the coefficient: entropy_coef)
         **update,
     }
     if sampling_metrics:

@@ -14,7 +14,8 @@ from rl_reason.rl import judge as judge_lib
 
 # A head of over 64 tokens: the judge runs it once per call (processes agree on it: process 1's single row
 # shares a longer one with its padding rows).
-TEMPLATE = 'You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2 + 'Rate: {question} | {reasoning} ->'
+TEMPLATE = ('You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2
+            + 'Rate: {question} | {reasoning} ->')
 EXAMPLES = [{'prompt': 'what is 2+2', 'images': [], 'meta': {}}, {'prompt': 'name a colour', 'images': [], 'meta': {}},
             {'prompt': 'is the sky blue', 'images': [], 'meta': {}}, {'prompt': 'count to three', 'images': [], 'meta': {}}]
 TEXTS = ['<think>2+2=4</think><answer>4</answer>', 'four', '5', '<think>add</think>',

@@ -218,7 +218,8 @@ def test_the_loop_trains_with_the_wired_options(tmp_path):
   rows = [r for r in train.run(config, str(tmp_path / 'run')) if 'reward_mean' in r]
   assert [r['step'] for r in rows] == [1, 2]
   assert [r['entropy_coef'] for r in rows] == pytest.approx([0.01, 0.02])
-  assert all(r['entropy_sampled'] > 0 for r in rows)
+  assert all(r['entropy_sampled'] > 0 and r['entropy_rollout'] > 0 for r in rows)
+  assert all(r['entropy_rollout'] != r['entropy_sampled'] for r in rows)  # the exact mean, not the estimate
   for key in ('token_weight_mean', 'is_weight_mean', 'is_rejected_frac', 'entropy_kept_frac', 'clip_frac_dual',
               'sampler_logprob_diff_max'):
     assert key in rows[-1], key

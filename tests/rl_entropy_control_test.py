@@ -44,6 +44,22 @@ def test_state_round_trip():
   assert [a.step(e) for e in (0.1, 0.25, 0.0)] == [b.step(e) for e in (0.1, 0.25, 0.0)]
 
 
+def test_mean_entropy_averages_the_real_tokens_and_the_estimate_agrees_in_expectation():
+  entropies = np.array([[0.5, 1.5, 9.0], [2.0, 9.0, 9.0]])
+  mask = np.array([[1, 1, 0], [1, 0, 0]])
+  assert entropy_control.mean_entropy(entropies, mask) == pytest.approx(4.0 / 3)
+  assert entropy_control.mean_entropy(entropies, np.zeros_like(mask)) == 0.0
+  # per-token distributions of different entropies: the sampled estimate converges to the exact mean
+  rng = np.random.default_rng(1)
+  dists = rng.dirichlet(np.ones(5) * 0.5, size=30)  # [N, 5]
+  exact = -(dists * np.log(dists)).sum(-1)  # [N]
+  draws = np.stack([rng.choice(5, size=4000, p=p) for p in dists], axis=1)  # [4000, N]
+  logp = np.log(dists)[np.arange(30)[None], draws]
+  ones = np.ones_like(draws)
+  assert entropy_control.sampled_entropy(logp, ones) == pytest.approx(
+      entropy_control.mean_entropy(np.broadcast_to(exact, draws.shape), ones), rel=0.02)
+
+
 def test_sampled_entropy_is_the_mean_negative_logprob_over_real_tokens():
   logprobs = np.array([[-0.5, -1.5, 0.0], [-2.0, 0.0, 0.0]])
   mask = np.array([[1, 1, 0], [1, 0, 0]])

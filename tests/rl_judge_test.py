@@ -92,7 +92,8 @@ def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices):
   model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
   mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices))
   encode = judge_lib.prompt_encoder(tokenizer, model.cfg, None)
-  template = 'You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2 + 'Rate: {question} | {reasoning} ->'
+  template = ('You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2
+              + 'Rate: {question} | {reasoning} ->')
   judge = judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=6, mesh=mesh)
   examples = [{'prompt': 'what is 2+2', 'images': [], 'meta': {}}, {'prompt': 'name a colour', 'images': [], 'meta': {}}]
   texts = ['<think>2+2=4</think><answer>4</answer>', 'four', '5', '<think>add</think>',

@@ -31,7 +31,8 @@ def test_shared_prefix_length_stops_at_a_difference_an_image_or_a_row_end():
 
 
 def _model(images=True):
-  cfg = models.get_preset('tiny_vl' if images else 'tiny_lm', vocab_size=len(TOKENIZER), image_token_id=SPECIAL['image_pad_id'],
+  cfg = models.get_preset('tiny_vl' if images else 'tiny_lm', vocab_size=len(TOKENIZER),
+                          image_token_id=SPECIAL['image_pad_id'],
                           vision_start_token_id=SPECIAL['vision_start_id'])
   graphdef, params = nnx.split(models.create(cfg, seed=3))
   # weights x3: sharper distributions, so that the two runs' draws could tell a wrong prefix apart

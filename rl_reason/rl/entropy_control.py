@@ -10,9 +10,11 @@ with the measured entropy e_k of each step's rollout batch:
 so the bonus switches on, and grows, only while the entropy is below the target, and decays once
 it is above. Host-side and stateful (c): the state is checkpointed with the run.
 
-e_k here is the mean per-token entropy estimated from the sampler's log-probs of the sampled
-tokens, -sum(logp * mask) / sum(mask), an unbiased estimate of the policy's token entropy that is
-available before the update (no one-step lag).
+e_k here is the rollout's mean per-token entropy, sum(H * mask) / sum(mask), with H the exact
+entropy of each step's (temperature-scaled) distribution over the vocabulary, which the sampler
+computes as it draws (as verl's actor computes it from the logits): available before the update (no
+one-step lag). `sampled_entropy`, -sum(logp * mask) / sum(mask) of the sampled tokens' log-probs, is
+an unbiased but noisier estimate of the same value, logged beside it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ import dataclasses
 import numpy as np
 
 
+def mean_entropy(entropies: np.ndarray, mask: np.ndarray) -> float:
+  """Mean of per-token entropies [B, N] over the real completion tokens (mask [B, N])."""
+  mask = np.asarray(mask, np.float64)
+  return float(np.sum(np.asarray(entropies, np.float64) * mask) / max(np.sum(mask), 1.0))
+
+
 def sampled_entropy(logprobs: np.ndarray, mask: np.ndarray) -> float:
   """Mean per-token entropy estimate -E[log p(sampled token)] over the real completion tokens."""
-  mask = np.asarray(mask, np.float64)
-  return float(-np.sum(np.asarray(logprobs, np.float64) * mask) / max(np.sum(mask), 1.0))
+  return mean_entropy(-np.asarray(logprobs, np.float64), mask)
 
 
 @dataclasses.dataclass
