@@ -106,3 +106,6 @@ def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devi
     np.testing.assert_allclose(got.entropy, ref.entropy, atol=1e-5)
     # rows differ: each read its own prompt (greedy: 4 prompts x 2 alike samples), and its own draws
     assert len({tuple(t) for t in ref.tokens}) > (1 if temperature == 0 else 4)
+  for bad in (split['prefix_ids'][:3], split['prefix_ids'][:, :0], split['prefix_ids'][0]):
+    with pytest.raises(ValueError, match=r'prefix_ids \(.*\) must be \[P, T0\] with T0 > 0 for the 4 prompts'):
+      sampler(params, dict(split, prefix_ids=bad), 0, cfg)

@@ -387,6 +387,10 @@ class Sampler:
     limit = cfg.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
     if not 1 <= limit <= cfg.max_new_tokens:
       raise ValueError(f'max_new_tokens must be in [1, {cfg.max_new_tokens}] (the compiled capacity), got {limit}')
+    prefix, rows = prompt.get('prefix_ids'), prompt['input_ids'].shape[0]
+    if prefix is not None and (prefix.ndim != 2 or prefix.shape[0] != rows or not prefix.shape[1]):
+      raise ValueError(f'prefix_ids {tuple(prefix.shape)} must be [P, T0] with T0 > 0 for the {rows} prompts of '
+                       f'input_ids {tuple(prompt["input_ids"].shape)}')
     state = self._prefill(params, prompt, _as_key(rng), np.int32(limit), cfg)
     self.calls += 1
     self.prefill_rows += prompt['input_ids'].shape[0]
