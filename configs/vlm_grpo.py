@@ -67,6 +67,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rl.mini_batch_size = 0  # completions per optimiser step, whole groups, seeded order per epoch (0 = whole batch)
   c.rl.grad_accum_steps = 1  # micro-batches per optimiser step (gradients summed, global normalisers)
   c.rl.logprob_chunk_size = 0  # completion tokens per log-prob chunk, never full [B, N, V] logits (0 = off)
+  c.rl.train_vision = True  # RL trains the vision tower (False: frozen, no optimiser state for it)
   # Importance ratio and surrogate (rl.ratios, rl.surrogates).
   c.rl.ratio_level = 'token'  # token | sequence (GSPO) | sequence_token (GSPO-token)
   c.rl.surrogate = 'ppo_clip'  # ppo_clip | unclipped | cispo | sapo | gpg

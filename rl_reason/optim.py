@@ -85,10 +85,10 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
 def freeze(tx: optax.GradientTransformation, frozen: Callable[[tuple], bool]) -> optax.GradientTransformation:
   """`tx` on every parameter but those whose tree path `frozen(path)` selects, which do not move.
 
-  Their gradients are zeroed before `tx` (so they take no part in its gradient clipping) and their
-  updates after it (so weight decay does not move them either).
+  `tx` sees only the others (the frozen gradients take no part in its gradient clipping, weight decay
+  never reaches the frozen parameters) and keeps state for them alone: a frozen vision tower holds no
+  Adam moments.
   """
-  def mask(params):
-    return jax.tree_util.tree_map_with_path(lambda path, _: frozen(path), params)
-  zero = optax.masked(optax.set_to_zero(), mask)
-  return optax.chain(zero, tx, zero)
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(lambda path, _: 'frozen' if frozen(path) else 'trained', params)
+  return optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)

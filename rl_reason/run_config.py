@@ -107,6 +107,9 @@ class RLConfig:
   mini_batch_size: int = 0  # completions per optimiser step (whole groups); 0 = the whole rollout batch
   grad_accum_steps: int = 1  # micro-batches per optimiser step, gradients summed in one jitted step
   logprob_chunk_size: int = 0  # completion tokens per log-prob chunk (0 = full [B, N, V] logits)
+  # False: the vision tower does not train in the RL stage (no gradient, no optimiser state; EasyR1's
+  # freeze_vision_tower, VLM-R1's freeze_vision_modules); warmup.train_vision is the warm-up's own
+  train_vision: bool = True
 
   def __post_init__(self):
     if self.advantage not in ADVANTAGE_ESTIMATORS:

@@ -202,6 +202,10 @@ class Trainer:
         total_steps=max(cfg.warmup.steps, 1), grad_clip_norm=cfg.optim.grad_clip_norm))
     if not cfg.warmup.train_vision:  # the tower stays as initialised (its warm-up gradients are noise)
       self.sft_tx = optim.freeze(self.sft_tx, models.is_vision_param)
+    if not cfg.rl.train_vision:
+      if self.model_cfg.vision is None:
+        raise ValueError('rl.train_vision=False freezes the vision tower, but the model has none')
+      self.rl_tx = optim.freeze(self.rl_tx, models.is_vision_param)
     self.opt_shardings = shd.optimizer_shardings(self.rl_tx, params, self.param_shardings, self.mesh)
     opt_state = jax.jit(self.rl_tx.init, out_shardings=self.opt_shardings)(params)
     self.listener, self.listener_params = self._build_listener()
@@ -211,7 +215,8 @@ class Trainer:
     settings = learner_lib.LearnerSettings(
         groups=cfg.rollout.num_generations, temperature=cfg.rollout.temperature, loss=cfg.loss,
         micro_batch_size=micro if micro < cfg.rollout.batch_size else 0,
-        logprob_chunk_size=cfg.rl.logprob_chunk_size)
+        logprob_chunk_size=cfg.rl.logprob_chunk_size, rl_train_vision=cfg.rl.train_vision,
+        sft_train_vision=cfg.warmup.train_vision)
     self.learner = learner_lib.Learner(self.graphdef, self.rl_tx, self.sft_tx, settings,
                                        param_shardings=self.param_shardings, opt_shardings=self.opt_shardings,
                                        replicated=self.replicated, mesh=self.mesh, rules=cfg.mesh.rules)

@@ -72,7 +72,8 @@ PAPER = {
     'univg_r1': dict(
         task='grounding', rewards={'iou_box_inclusive': 1.0, 'univg_format': 1.0},
         rl=dict(_TRL_GRPO, difficulty_weight='exp'),
-        task_fields=dict(answer='box', think=True), real={'qwen2_5_vl_7b': _real(1e-6, 16, 8, 256, 0.9, 1000)}),
+        task_fields=dict(answer='box', think=True), real={'qwen2_5_vl_7b': _real(1e-6, 16, 8, 256, 0.9, 1000)},
+        frozen_vision=('qwen2_5_vl_7b',)),  # the script's freeze_vision_modules
     'guirlvg': dict(
         task='grounding', rewards={'point_in_box': 1.0, 'answer_type_format': 1.0},
         rl=dict(_TRL_GRPO, kl_group_factor='akf_mean_reward', kl_group_factor_scale=1.0),
@@ -219,6 +220,7 @@ def test_recipe_builds_with_the_papers_settings(name, arg):
       assert got == value, (name, selected.name, key)
     if 'end_step' not in shaping[selected.name]:
       assert selected.end_step == 0, (name, selected.name)
+  assert cfg.rl.train_vision == (arg not in paper.get('frozen_vision', ())), name
   if arg == 'tiny':
     images = bool(tasks.get(cfg.task_name, cfg.task).example(0)['images'])
     assert cfg.model.preset == ('tiny_vl' if images else 'tiny_lm') and cfg.warmup.steps > 0

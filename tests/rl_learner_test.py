@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from rl_reason import models
+from rl_reason import models, optim
 from rl_reason.models import config as model_config
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import learner as learner_lib
@@ -220,3 +220,45 @@ def test_batch_not_divisible_by_mesh_is_an_error(batch_size):
   cfg = run_config.from_config_dict(config)
   with pytest.raises(ValueError, match='not divisible by the mesh'):
     train.Trainer(cfg, {}, '/tmp/unused')
+
+
+@pytest.mark.parametrize('update', ['rl', 'sft'])
+def test_a_frozen_vision_tower_gets_no_gradient_and_the_rest_the_same_update(update):
+  """rl_train_vision / sft_train_vision False with optim.freeze: the tower does not move, holds no optimiser
+  state, and its backward pass is not run (fewer dots compiled); the decoder's update is that of the
+  trained tower's run (the tower's gradient never reaches the decoder's)."""
+  cfg = _cfg()
+  graphdef, params = nnx.split(models.create(cfg, seed=0))
+  batch = jax.tree.map(jnp.asarray, _batch(cfg))
+  if update == 'sft':
+    batch = dict(batch, prompt=jax.tree_util.tree_map_with_path(  # one completion per prompt
+        lambda path, x: jnp.repeat(x, GROUPS, axis=learner_lib._prompt_dim(path)), batch['prompt']))
+  runs = {}
+  for train_vision in (True, False):
+    tx = optim.freeze(optax.adamw(1e-2, weight_decay=0.1), models.is_vision_param)
+    settings = learner_lib.LearnerSettings(GROUPS, 1.0, losses.LossConfig(beta=0.0),
+                                           **{f'{update}_train_vision': train_vision})
+    learner = learner_lib.Learner(graphdef, tx, tx, settings)
+    step = learner.rl_update if update == 'rl' else learner.sft_update
+    opt_state = tx.init(params)
+    dots = step.lower(params, opt_state, batch).as_text().count('dot_general')
+    new, _, metrics = step(jax.tree.map(jnp.copy, params), opt_state, batch)
+    runs[train_vision] = (jax.device_get(new), dots, metrics['grad_norm'])
+  frozen_dots, trained_dots = runs[False][1], runs[True][1]
+  assert frozen_dots < trained_dots, (frozen_dots, trained_dots)
+  state_sizes = sum(x.size for x in jax.tree.leaves(tx.init(params)))
+  trained = sum(x.size for p, x in jax.tree_util.tree_leaves_with_path(params) if not models.is_vision_param(p))
+  assert state_sizes == 2 * trained + 1  # Adam's two moments of the trained leaves, and the count
+  for path, before in jax.tree_util.tree_leaves_with_path(params):
+    after_trained, after_frozen = (_leaf(runs[flag][0], path) for flag in (True, False))
+    if models.is_vision_param(path):
+      np.testing.assert_array_equal(after_frozen, before)
+      np.testing.assert_array_equal(after_trained, before)  # optim.freeze alone leaves it too
+    else:
+      # Adam moves every leaf by ~lr = 1e-2 on its first step: a wrong gradient would differ by that much
+      np.testing.assert_allclose(after_frozen, after_trained, rtol=1e-5, atol=2e-5)
+  assert float(runs[False][2]) < float(runs[True][2])  # the tower's gradient is no longer in the norm
+
+
+def _leaf(tree, path):
+  return dict(jax.tree_util.tree_leaves_with_path(tree))[path]

@@ -70,6 +70,31 @@ def test_format_warmup_leaves_the_vision_tower_alone_unless_asked(tmp_path, trai
   assert all(moved[name] == train_vision for name in vision), {name: moved[name] for name in vision}
 
 
+def test_rl_stage_with_a_frozen_vision_tower_trains_the_decoder_only(tmp_path):
+  """rl.train_vision = False (EasyR1's freeze_vision_tower): an RL step moves every decoder parameter and no
+  vision one, and the optimiser holds Adam's two moments for the decoder alone; refused without a tower."""
+  config = _small_config(steps=1)
+  config.rl.train_vision = False
+  config.optim.warmup_steps = 0  # the first update's learning rate is not 0
+  trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'run'))
+  leaves = lambda: {path: np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(trainer.state['params'])}
+  score = trainer.score  # rewards that differ within groups (a 3-step warm-up earns none): every parameter has a gradient
+  trainer.score = lambda texts, metas, *args: dict(score(texts, metas, *args), total=np.array(
+      [float(len(t) % 2) for t in texts]))
+  trainer.warmup()  # the warm-up's own setting (train_vision) trains the tower
+  before = leaves()
+  trainer.rl_step()
+  vision = [path for path in before if models.is_vision_param(path)]
+  assert vision and all(np.array_equal(leaves()[path], before[path]) for path in vision)
+  assert all(not np.array_equal(leaves()[path], before[path]) for path in before if path not in vision)
+  decoder_bytes = sum(leaf.nbytes for path, leaf in before.items() if path not in vision)
+  assert 2 * decoder_bytes <= trainer.memory.parts['optimizer'][0] < 2 * decoder_bytes + 1024
+  text = llm_grpo.get_config()
+  text.rl.train_vision = False
+  with pytest.raises(ValueError, match='rl.train_vision=False freezes the vision tower, but the model has none'):
+    train.Trainer(run_config.from_config_dict(text), run_config.plain(text), str(tmp_path / 'text'))
+
+
 def test_warmup_on_correct_answers_trains_on_the_tasks_answers(tmp_path):
   """warmup.answers = 'correct' (a pretrained stand-in for label-free recipes): each warm-up target is
   the boxed correct answer of its prompt, then EOS; 'random' targets are mostly wrong answers."""

@@ -26,9 +26,9 @@ Approximated:
               MGrounding-630k / MIG-Bench multi-image items
   steps       1 epoch of the stage-2 RL set; its size is not in ALGORITHMS.md: 1000 steps, placeholder
   lr schedule constant (TRL decays linearly)
+  frozen ViT  the real preset freezes the vision tower in RL as the script does (freeze_vision_modules;
+              rl.train_vision=False); the tiny variant's tower starts random and keeps training
 Not available yet:
-  frozen ViT  the script freezes the vision tower (freeze_vision_modules); there is no config option
-              to freeze parameters, so the vision tower trains too
   stage 1     the CoT-SFT stage (LLaMA-Factory) is not part of rl_reason; the tiny variant's format
               warm-up teaches only the answer format
 Tiny: 64x64 scenes, 8 prompts x G 8, temperature 0.9, 24-token completions, 200 RL steps after 100
@@ -46,7 +46,7 @@ ARGS = ('tiny', 'qwen2_5_vl_7b')
 
 
 def get_config(arg=None):
-  return _common.build(
+  c = _common.build(
       arg, ARGS, task='grounding', rewards={},
       tiny_task=dict(answer='box', think=True, image_size=(64, 64), object_size=(8, 18)),
       real_task=dict(answer='box', think=True, image_size=(448, 448), object_size=(56, 126)),
@@ -57,3 +57,6 @@ def get_config(arg=None):
                       warmup_steps=100, temperature=0.9),
       real_scale={'qwen2_5_vl_7b': dict(prompts=16, generations=8, max_new_tokens=256, prompt_buckets=(512, 1024),
                                         steps=1000, learning_rate=1e-6, temperature=0.9)})
+  if _common.check_arg(arg, ARGS) != _common.TINY:
+    c.rl.train_vision = False
+  return c

@@ -214,8 +214,18 @@ def host_rows(x: Any) -> np.ndarray:
 
 
 def optimizer_shardings(tx, params, param_shardings, mesh: Mesh):
-  """Shardings of `tx`'s state: parameter-shaped leaves follow their parameter, the rest replicate."""
-  import optax  # pylint: disable=g-import-not-at-top
+  """Shardings of `tx`'s state: a leaf whose tree path ends with a parameter's path, at its shape (Adam's
+  moments), follows that parameter; the rest (step counts) replicate. Matching paths rather than tree
+  structures also covers optax.multi_transform, whose state leaves out the parameters it freezes."""
   abstract = jax.eval_shape(tx.init, params)
-  return optax.tree_map_params(tx, lambda _, sharding: sharding, abstract, param_shardings,
-                               transform_non_params=lambda _: replicated(mesh))
+  shardings = jax.tree.leaves(param_shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
+  by_path = {tuple(path): (leaf.shape, sharding)
+             for (path, leaf), sharding in zip(jax.tree_util.tree_leaves_with_path(params), shardings, strict=True)}
+
+  def place(path, leaf):
+    for start in range(len(path)):
+      shape, sharding = by_path.get(tuple(path[start:]), (None, None))
+      if shape == leaf.shape:
+        return sharding
+    return replicated(mesh)
+  return jax.tree_util.tree_map_with_path(place, abstract)

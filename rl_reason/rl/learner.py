@@ -37,7 +37,7 @@ import optax
 from flax import nnx
 
 from rl_reason.models.decoder import init_cache, map_cache
-from rl_reason.models.model import Model
+from rl_reason.models.model import Model, is_vision_param
 from rl_reason.parallel import sharding as shd
 from rl_reason.rl import kl as kl_lib
 from rl_reason.rl import losses
@@ -245,6 +245,10 @@ class LearnerSettings:
   # batch/m micro-batches; logprobs runs batch/m forward passes. m is a multiple or a divisor of G.
   micro_batch_size: int = 0
   logprob_chunk_size: int = 0  # completion tokens per log-prob chunk (0 = full [B, N, V] logits)
+  # False: no gradient reaches the vision tower in that update (its backward pass is not run); the
+  # optimiser must leave the tower alone as well (optim.freeze)
+  rl_train_vision: bool = True
+  sft_train_vision: bool = True
 
   def __post_init__(self):
     m, groups = self.micro_batch_size, self.groups
@@ -258,6 +262,11 @@ class LearnerSettings:
     if self.logprob_chunk_size and self.loss.token_weighting == 'tw_grpo' and not self.loss.tw_stop_gradient:
       raise ValueError('logprob_chunk_size > 0 computes the TW-GRPO weights from detached chunk logits; '
                        'tw_stop_gradient=False needs the full logits (set logprob_chunk_size=0)')
+
+
+def _stop_vision_gradients(params: Any) -> Any:
+  """params with the vision tower's leaves behind stop_gradient: its gradients are zero, not computed."""
+  return jax.tree_util.tree_map_with_path(lambda path, x: sg(x) if is_vision_param(path) else x, params)
 
 
 def _prompt_dim(path) -> int:
@@ -336,6 +345,8 @@ class Learner:
       return logp, entropy, weights
 
     def rl_loss(params, batch, groups, columns):
+      if not settings.rl_train_vision:
+        params = _stop_vision_gradients(params)
       logp, entropy, token_weights = token_terms(params, batch, groups, columns)
       # One optimiser step per rollout: the behaviour policy is the current one; the ratio is 1 in
       # value, not in gradient.
@@ -397,6 +408,8 @@ class Learner:
       return grads, metrics
 
     def sft_loss(params, batch):
+      if not settings.sft_train_vision:
+        params = _stop_vision_gradients(params)
       logits = completion_logits(nnx.merge(graphdef, params), batch, 1)
       logp, _ = token_logprobs(logits, batch['tokens'], 1.0)
       loss = -_masked_mean(logp, batch['completion_mask'])
