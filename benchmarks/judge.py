@@ -24,7 +24,6 @@ ties aside they are the same). Prefill and decode are timed apart for rl_reason.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -152,11 +151,7 @@ def main(argv=None) -> dict[str, Any]:
       transformers_over_shared_prefix=pairs('transformers', 'rl_reason_shared_prefix'),
       transformers_over_whole=pairs('transformers', 'rl_reason_whole'))
   result['same_tokens_fraction'] = float((tokens['whole'] == tokens['shared_prefix']).mean())
-  print(format_table(result))
-  with open(args.out, 'w') as f:
-    json.dump(result, f, indent=2)
-  print(f'wrote {args.out}')
-  return result
+  return sampler_bench.report(result, format_table(result), args.out)
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -590,10 +590,15 @@ def main(argv=None) -> dict[str, Any]:
         measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, dense, memory_rate, ours)
       finally:
         hf.close()
-  print(format_table(result))
-  with open(args.out, 'w') as f:
+  return report(result, format_table(result), args.out)
+
+
+def report(result: dict[str, Any], table: str, path: str) -> dict[str, Any]:
+  """Prints the table, writes the JSON."""
+  print(table)
+  with open(path, 'w') as f:
     json.dump(result, f, indent=2)
-  print(f'wrote {args.out}')
+  print(f'wrote {path}')
   return result
 
 
