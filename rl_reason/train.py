@@ -286,7 +286,7 @@ class Trainer:
     return judge_lib.load(cfg.judge, policy_tokenizer=self.tokenizer, probe_images=probe['images'],
                           template=cfg.judge_template, max_new_tokens=cfg.judge_max_new_tokens,
                           param_dtype=self.cfg.model.param_dtype, dtype=self.cfg.model.dtype, mesh=self.mesh,
-                          rules=self.cfg.mesh.rules)
+                          rules=self.cfg.mesh.rules, batch_rows=cfg.judge_batch_size)
 
   def _image_config(self, probe: dict[str, Any]) -> image_processor.ImageProcessorConfig | None:
     """Qwen2-VL preprocessing for the model's vision tower; None for text-only models."""
@@ -332,9 +332,11 @@ class Trainer:
     if self.listener_params is not None:  # a listener checkpoint of its own
       extra['listener'] = memory.tree_bytes(self.listener_params, jax.tree.map(lambda x: x.sharding,
                                                                                 self.listener_params))
-    if self.judge is not None:  # Trust-GRPO's thinking reward model, and its cache if it judged every row
+    if self.judge is not None:  # Trust-GRPO's thinking reward model, and its cache for a call's rows (all judged)
       extra['judge'] = memory.tree_bytes(self.judge.params, jax.tree.map(lambda x: x.sharding, self.judge.params))
-      extra['judge_kv_cache'] = self.judge.kv_cache(self.cfg.rollout.batch_size, max(self.cfg.rollout.prompt_buckets),
+      processes = jax.process_count()
+      rows = self.judge.call_rows(self.cfg.rollout.batch_size // processes) * processes
+      extra['judge_kv_cache'] = self.judge.kv_cache(rows, max(self.cfg.rollout.prompt_buckets),
                                                     self.cfg.rollout.max_new_tokens).bytes(self.mesh)
     return memory.estimate(params, self.param_shardings, opt_state, self.opt_shardings, kv, self.mesh,
                            reference=self._keeps_reference(), extra=extra)

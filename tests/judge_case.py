@@ -1,7 +1,8 @@
 """The thinking judge's two-process check (shared by parallel_multiprocess_test.py and multiprocess_worker.py).
 
 Two prompts per process, four completions each; process 0 is asked about three rows and process 1
-about one, so both have to agree on the padded row count (and on the judge prompt bucket).
+about one, so both have to agree on the padded row count (and on the judge prompt bucket). Over two
+processes the judge takes two rows per call: process 1 runs a second call with no live row.
 """
 
 import jax
@@ -26,10 +27,12 @@ ROWS = np.array([1, 0, 1, 0, 0, 0, 1, 0,  # process 0: three rows
                  0, 0, 0, 0, 0, 1, 0, 0], bool)  # process 1: one
 
 
-def make_judge(mesh):
-  """The tiny text judge (weights x4, so that its answers depend on the prompt) on `mesh`."""
+def make_judge(mesh, batch_rows=0):
+  """The tiny text judge (weights x4, so that its answers depend on the prompt) on `mesh`, judging up to
+  `batch_rows` rows per call and process (0: all at once)."""
   graphdef, params = nnx.split(models.create(models.get_preset('tiny_lm'), seed=5))
   model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
   tokenizer = tokenizer_lib.build_tiny_tokenizer()
   encode = judge_lib.prompt_encoder(tokenizer, model.cfg, None)
-  return judge_lib.ThinkingJudge(model, tokenizer, encode, template=TEMPLATE, max_new_tokens=6, mesh=mesh)
+  return judge_lib.ThinkingJudge(model, tokenizer, encode, template=TEMPLATE, max_new_tokens=6, mesh=mesh,
+                                 batch_rows=batch_rows)

@@ -94,9 +94,9 @@ p_listener = listener.probabilities(placed_params, prompt, listener_case.EXAMPLE
                                     listener_case.TEXTS[4 * process_id:4 * process_id + 4])
 result['listener'] = [None if np.isnan(p) else float(p) for p in p_listener]
 
-# the thinking judge over both processes: each judges its own rows, three and one (judge_case.py)
+# the thinking judge over both processes: each judges its own rows, three and one, two per call (judge_case.py)
 import judge_case  # pylint: disable=g-import-not-at-top
-judge = judge_case.make_judge(mesh)
+judge = judge_case.make_judge(mesh, batch_rows=2)
 own_rows = slice(8 * process_id, 8 * process_id + 8)
 judged = judge.scores(judge_case.EXAMPLES[2 * process_id:2 * process_id + 2], judge_case.TEXTS[own_rows],
                       judge_case.ROWS[own_rows])

@@ -45,7 +45,9 @@ def _shaper(section, max_new_tokens=16):
     ({'trust_grpo': {}}, r"shaping.trust_grpo: set one of thinking .* and judge .*, got thinking='', judge=''"),
     ({'trust_grpo': {'thinking': 'rouge_l', 'judge': '/nowhere'}}, r'set one of thinking'),
     ({'trust_grpo': {'thinking': 'rouge_l', 'judge_max_new_tokens': 8}},
-     r"judge_template and judge_max_new_tokens apply to a judge, not to the reward thinking='rouge_l'"),
+     r"judge_template, judge_max_new_tokens and judge_batch_size apply to a judge, not to the reward "
+     r"thinking='rouge_l'"),
+    ({'trust_grpo': {'thinking': 'rouge_l', 'judge_batch_size': 8}}, r'judge_batch_size apply to a judge'),
     ({'confidence': {'mode': 'median'}}, r"shaping.confidence: mode 'median' unknown"),
     ({'grpo_lambda': {'correct': 'math_equiv', 'fraction': 1.5}}, r'shaping.grpo_lambda: fraction must be'),
     ({'laser_d': {'correct': 'math_equiv', 'lower_bound': 4, 'upper_bound': 15, 'interval': 4}},
@@ -220,6 +222,8 @@ def test_trust_grpo_with_a_judge_reads_its_scores_and_needs_them(tmp_path):
     _shaper({'trust_grpo': {'judge': str(tmp_path), 'judge_template': 'rate {question}'}})
   with pytest.raises(ValueError, match=r'judge_max_new_tokens must be a positive int'):
     _shaper({'trust_grpo': {'judge': str(tmp_path), 'judge_max_new_tokens': 0}})
+  with pytest.raises(ValueError, match=r'judge_batch_size must be a positive integer, got -4'):
+    _shaper({'trust_grpo': {'judge': str(tmp_path), 'judge_batch_size': -4}})
   judged = _shaper({'trust_grpo': {'judge': str(tmp_path), 'anneal_steps': 100.0}})
   assert 'judge' in judged.needs and judged.reward_names == ()
   assert 'judge' not in _shaper({'trust_grpo': {'thinking': 'rouge_l'}}).needs  # a reward column: no judge run

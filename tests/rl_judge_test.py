@@ -65,6 +65,11 @@ def test_thinking_rows_are_the_rows_trust_grpo_uses():
 
 
 def test_padded_rows_are_a_power_of_two_split_over_the_mesh():
+  judge = object.__new__(judge_lib.ThinkingJudge)  # call_rows reads batch_rows and row_multiple alone
+  judge.row_multiple = 2
+  for batch_rows, counts in ((0, {1: 2, 5: 8, 16: 16}), (6, {1: 2, 3: 4, 5: 4, 40: 4}), (8, {40: 8})):
+    judge.batch_rows = batch_rows
+    assert {count: judge.call_rows(count) for count in counts} == counts, batch_rows
   assert [judge_lib._padded_rows(n, 1) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
   assert [judge_lib._padded_rows(n, 8) for n in (1, 3, 9)] == [8, 8, 16]
   assert judge_lib._padded_rows(3, 6) == 6
@@ -84,8 +89,9 @@ def _greedy(model, tokenizer, text, steps):
   return tokenizer.decode(out, skip_special_tokens=True)
 
 
-@pytest.mark.parametrize('devices', [1, 8])
-def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices):
+@pytest.mark.parametrize('devices, batch_rows', [(1, 0), (1, 3), (8, 0)])
+def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices, batch_rows):
+  """With batch_rows 3 the 4 rows go through in two calls of 2 (a power of two up to it)."""
   tokenizer = tokenizer_lib.build_tiny_tokenizer()
   graphdef, params = nnx.split(models.create(models.get_preset('tiny_lm'), seed=5))
   # weights x4: a random model this small answers '\n' to everything; sharper, its answers depend on the prompt
@@ -94,12 +100,15 @@ def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices):
   encode = judge_lib.prompt_encoder(tokenizer, model.cfg, None)
   template = ('You are a judge: rate how sound the reasoning below is, from 0 to 1. ' * 2
               + 'Rate: {question} | {reasoning} ->')
-  judge = judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=6, mesh=mesh)
+  judge = judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=6, mesh=mesh,
+                                  batch_rows=batch_rows)
   examples = [{'prompt': 'what is 2+2', 'images': [], 'meta': {}}, {'prompt': 'name a colour', 'images': [], 'meta': {}}]
   texts = ['<think>2+2=4</think><answer>4</answer>', 'four', '5', '<think>add</think>',
            'red', '<answer>blue</answer>', 'a colour is green', '']
   rows = np.array([0, 1, 0, 1, 1, 0, 0, 1], bool)  # 4 rows: with 8 devices padded to 8
+  calls = judge.sampler.calls
   got = judge.scores(examples, texts, rows)
+  assert judge.sampler.calls - calls == (2 if batch_rows else 1)
   assert np.isnan(got[~rows]).all()
   assert encode(judge.prompts(examples, texts, [0, 1]))['prefix_ids'].shape[1] == judge_lib.PREFIX_STEP  # head once
   expected = [_greedy(model, tokenizer, model_signals.judge_prompt(template, examples[b // 4]['prompt'], texts[b]), 6)
@@ -110,3 +119,6 @@ def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices):
   assert np.isnan(judge.scores(examples, texts, np.zeros(8, bool))).all() and judge.last_answers == []
   with pytest.raises(ValueError, match=r'rows \(7,\) for 8 completions'):
     judge.scores(examples, texts, np.ones(7, bool))
+  if devices == 8:
+    with pytest.raises(ValueError, match="judge_batch_size 4 is below the 8 rows of each process's share"):
+      judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=6, mesh=mesh, batch_rows=4)

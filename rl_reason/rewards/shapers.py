@@ -554,6 +554,8 @@ class TrustGrpoConfig:
     judge_template: the judge's instructions with {question} and {reasoning} (the whole completion)
       once each; '' = model_signals.JUDGE_TEMPLATE.
     judge_max_new_tokens: the judge's answer length cap (it is asked for the score alone).
+    judge_batch_size: judge prompts per generation call on each process (0: all of a step's judged
+      rows in one call); bounds the judge's activation and KV-cache memory.
     outcome: the reward whose column is R^o; '' = the run's weighted total.
     alpha, anneal_steps: the thinking weight alpha * exp(-step / T) (0.3, 12000).
     zero_extreme_groups: R^t := 0 in a group whose outcomes are all >= 0.9 or all <= 0.1 (the code).
@@ -565,6 +567,7 @@ class TrustGrpoConfig:
   judge: str = ''
   judge_template: str = ''
   judge_max_new_tokens: int = 16
+  judge_batch_size: int = 0
   outcome: str = ''
   alpha: float = 0.3
   anneal_steps: float = 12000.0
@@ -581,15 +584,17 @@ class TrustGrpoConfig:
       low, high = registry.get(self.thinking).range
       if low < 0 or high > 1:
         raise ValueError(f'thinking: reward {self.thinking!r} ranges over [{low}, {high}]; R^t must lie in [0, 1]')
-      if self.judge_template or self.judge_max_new_tokens != 16:
-        raise ValueError('judge_template and judge_max_new_tokens apply to a judge, not to the reward thinking='
-                         f'{self.thinking!r}')
+      if self.judge_template or self.judge_max_new_tokens != 16 or self.judge_batch_size:
+        raise ValueError('judge_template, judge_max_new_tokens and judge_batch_size apply to a judge, not to the '
+                         f'reward thinking={self.thinking!r}')
     else:  # the checkpoint itself is read (and checked) at start-up: rl/judge.py
       if not isinstance(self.judge, str):
         raise ValueError(f'judge must be a checkpoint directory, got {self.judge!r}')
       if self.judge_template:
         model_signals.check_judge_template(self.judge_template)
       _positive_int(self.judge_max_new_tokens, 'judge_max_new_tokens')
+      if self.judge_batch_size:
+        _positive_int(self.judge_batch_size, 'judge_batch_size')
     if self.outcome:
       _reward(self.outcome, 'outcome')
     _finite(self.alpha, 'alpha')

@@ -6,7 +6,8 @@ SophiaVL code's messages). It answers
 greedily (temperature 0, up to `max_new_tokens`) and `model_signals.judge_score` reads the score off
 its text: R^t in [0, 1], 0 when it wrote none. As in the SophiaVL code only the rows Trust-GRPO uses
 are judged (outcome >= 0.2, outside groups whose outcomes are all high or all low); the others are
-NaN.
+NaN. With `batch_rows` the rows go through the judge in calls of at most that many per process
+(the same number of calls on every process), which bounds its prefill activations and KV cache.
 
 The judge is a checkpoint of its own (SophiaVL's is Qwen2.5-VL-3B beside a 7B policy), with its own
 tokenizer, chat template and image processor settings when its directory holds them and the
@@ -51,7 +52,7 @@ class ThinkingJudge:
   """Scores completions' reasoning with a frozen judge: `scores(examples, texts, rows)`."""
 
   def __init__(self, model: models.Model, tokenizer, encode: pipeline.PromptEncoder, *, template: str,
-               max_new_tokens: int, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES):
+               max_new_tokens: int, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES, batch_rows: int = 0):
     self.graphdef, params = nnx.split(model)
     self.model_cfg = model.cfg
     self.params = multihost.put(params, shd.state_shardings(params, mesh, rules))
@@ -65,7 +66,18 @@ class ThinkingJudge:
     self.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, eos_token_ids=(special['eos_id'],),
                                    pad_token_id=special['pad_id'], num_samples=1)
     self.row_multiple = max(1, shd.batch_divisor(mesh, rules) // jax.process_count())
+    if 0 < batch_rows < self.row_multiple:
+      raise ValueError(f'judge_batch_size {batch_rows} is below the {self.row_multiple} rows of each process\'s share '
+                       'of the mesh\'s batch axes')
+    self.batch_rows = batch_rows  # judge prompts per call and process (0: all at once)
     self.last_answers: list[str] = []  # the judge's texts of the last call (this process's judged rows)
+
+  def call_rows(self, count: int) -> int:
+    """Rows of each judge call (padding included) for `count` judged rows of the fullest process: a power
+    of two up to batch_rows, rounded up to the mesh's share."""
+    if self.batch_rows:
+      count = min(count, 1 << (self.batch_rows.bit_length() - 1))
+    return _padded_rows(count, self.row_multiple)
 
   def kv_cache(self, rows: int, prompt_tokens: int, completion_tokens: int) -> memory.KVCacheSpec:
     """The judge's KV cache for `rows` judge prompts of a policy prompt of `prompt_tokens` (its images
@@ -103,16 +115,18 @@ class ThinkingJudge:
     self.last_answers = []
     if count == 0:  # no process has a row to judge
       return out
-    width = _padded_rows(count, self.row_multiple)
+    width = self.call_rows(count)
     filler = int(chosen[0]) if len(chosen) else 0  # padding rows repeat a row and are not live
-    inputs = self.encode(self.prompts(examples, texts, [*chosen, *[filler] * (width - len(chosen))]))
-    inputs['live'] = np.arange(width) < len(chosen)
-    sampled = self.sampler(self.params, shd.host_to_global(inputs, self.mesh, self.rules), 0, self.sampling)
-    tokens, lengths = shd.host_rows(sampled.tokens), shd.host_rows(sampled.lengths)
-    for i, b in enumerate(chosen):
-      answer = self.tokenizer.decode(tokens[i, :lengths[i]].tolist(), skip_special_tokens=True)
-      self.last_answers.append(answer)
-      out[b] = model_signals.judge_score(answer)
+    for start in range(0, count, width):  # as many calls on every process (the fullest one's)
+      part = chosen[start:start + width]
+      inputs = self.encode(self.prompts(examples, texts, [*part, *[filler] * (width - len(part))]))
+      inputs['live'] = np.arange(width) < len(part)
+      sampled = self.sampler(self.params, shd.host_to_global(inputs, self.mesh, self.rules), 0, self.sampling)
+      tokens, lengths = shd.host_rows(sampled.tokens), shd.host_rows(sampled.lengths)
+      for i, b in enumerate(part):
+        answer = self.tokenizer.decode(tokens[i, :lengths[i]].tolist(), skip_special_tokens=True)
+        self.last_answers.append(answer)
+        out[b] = model_signals.judge_score(answer)
     return out
 
 
@@ -123,7 +137,8 @@ def prompt_encoder(tokenizer, model_cfg: models.ModelConfig, image_cfg) -> pipel
 
 
 def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], template: str, max_new_tokens: int,
-         param_dtype: str, dtype: str, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES) -> ThinkingJudge:
+         param_dtype: str, dtype: str, mesh: jax.sharding.Mesh, rules=shd.DEFAULT_RULES,
+         batch_rows: int = 0) -> ThinkingJudge:
   """The judge of checkpoint `path`, frozen; its own tokenizer when the directory holds one.
 
   Raises:
@@ -144,4 +159,4 @@ def load(path: str, *, policy_tokenizer, probe_images: Sequence[np.ndarray], tem
     raise ValueError(f'{what}: the task\'s prompts hold images, but the judge has no vision tower')
   encode = prompt_encoder(tokenizer, model.cfg, pipeline.image_config(model.cfg, path, probe_images))
   return ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=max_new_tokens, mesh=mesh,
-                       rules=rules)
+                       rules=rules, batch_rows=batch_rows)
