@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from rl_reason import models
-from rl_reason.data import processor, tokenizer as tokenizer_lib
+from rl_reason.data import image_processor, processor, tokenizer as tokenizer_lib
 from rl_reason.parallel import sharding as shd
 from rl_reason.rewards import model_signals, shaping
 from rl_reason.rl import judge as judge_lib
@@ -122,3 +122,55 @@ def test_judge_answers_as_a_plain_greedy_loop_on_the_asked_rows_only(devices, ba
   if devices == 8:
     with pytest.raises(ValueError, match="judge_batch_size 4 is below the 8 rows of each process's share"):
       judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=6, mesh=mesh, batch_rows=4)
+
+
+def _greedy_with_images(model, tokenizer, image_cfg, text, images, steps):
+  """The judge's answer with the prompt's images after its text, by the same plain loop."""
+  processed = image_processor.preprocess(images, image_cfg)
+  grids = [tuple(g) for g in processed['image_grid_thw']]
+  ids = processor.encode_prompt(tokenizer, text, grids, image_cfg.merge_size, images_first=False)
+  eos = tokenizer_lib.special_ids(tokenizer)['eos_id']
+  out = []
+  for _ in range(steps):
+    seq = np.array([ids + out])
+    logits = models.forward(model, seq, np.ones_like(seq), pixel_values=processed['pixel_values'],
+                            image_grid_thw=processed['image_grid_thw'])
+    out.append(int(np.argmax(np.asarray(logits)[0, -1])))
+    if out[-1] == eos:
+      break
+  return tokenizer.decode(out, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize('devices', [1, 8])
+def test_judge_with_images_encodes_each_prompts_images_once_and_answers_as_a_plain_loop(devices):
+  """Three completions of one prompt and one of another, each prompt with an image: the vision tower sees two
+  image sets on one device (padded to the 8 rows of the mesh on 8), and every answer is the plain loop's."""
+  tokenizer = tokenizer_lib.build_tiny_tokenizer()
+  special = tokenizer_lib.special_ids(tokenizer)
+  cfg = models.get_preset('tiny_vl', vocab_size=len(tokenizer), image_token_id=special['image_pad_id'],
+                          vision_start_token_id=special['vision_start_id'])
+  graphdef, params = nnx.split(models.create(cfg, seed=5))
+  model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
+  image_cfg = image_processor.ImageProcessorConfig(patch_size=8, temporal_patch_size=2, merge_size=2,
+                                                   min_pixels=256, max_pixels=2048)
+  mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices))
+  template = 'Rate: {question} | {reasoning} ->'
+  judge = judge_lib.ThinkingJudge(model, tokenizer, judge_lib.prompt_encoder(tokenizer, cfg, image_cfg),
+                                  template=template, max_new_tokens=5, mesh=mesh)
+  rng = np.random.default_rng(3)
+  examples = [{'prompt': q, 'images': [rng.integers(0, 255, (24, 16 + 8 * i, 3), np.uint8)], 'meta': {}}
+              for i, q in enumerate(['what is drawn', 'which colour'])]
+  texts = ['a cat', '<think>fur</think>a dog', 'none', 'red', 'blue', 'green']
+  rows = np.array([1, 1, 1, 0, 0, 1], bool)
+  seen = []
+  sampler = judge.sampler
+  judge.sampler = lambda params, prompt, *args: seen.append(prompt['vision']['patches'].shape[0]) or sampler(
+      params, prompt, *args)
+  got = judge.scores(examples, texts, rows)
+  assert seen == [2 if devices == 1 else 8]  # 4 judge prompts, 2 image sets
+  expected = [_greedy_with_images(model, tokenizer, image_cfg,
+                                  model_signals.judge_prompt(template, examples[b // 3]['prompt'], texts[b]),
+                                  examples[b // 3]['images'], 5) for b in np.flatnonzero(rows)]
+  assert judge.last_answers == expected
+  assert len(set(expected)) > 1
+  np.testing.assert_array_equal(got[rows], [model_signals.judge_score(a) for a in expected])

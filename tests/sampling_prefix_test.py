@@ -109,3 +109,5 @@ def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devi
   for bad in (split['prefix_ids'][:3], split['prefix_ids'][:, :0], split['prefix_ids'][0]):
     with pytest.raises(ValueError, match=r'prefix_ids \(.*\) must be \[P, T0\] with T0 > 0 for the 4 prompts'):
       sampler(params, dict(split, prefix_ids=bad), 0, cfg)
+  with pytest.raises(ValueError, match=r'vision_rows \(3,\) must be \[P\] for the 4 prompts of input_ids, with vision'):
+    sampler(params, dict(split, vision_rows=np.zeros(3, np.int32)), 0, cfg)

@@ -86,12 +86,16 @@ class PromptEncoder:
 
   def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
     images, sequences = [], []
+    preprocessed = {}  # the same image objects (a prompt's judged completions) are preprocessed once
     for example in examples:
       grids = []
       if example.get('images'):
         if self.image_cfg is None:
           raise ValueError('the task produced images but the model has no vision tower')
-        processed = image_processor.preprocess(example['images'], self.image_cfg)
+        key = tuple(map(id, example['images']))
+        if key not in preprocessed:
+          preprocessed[key] = image_processor.preprocess(example['images'], self.image_cfg)
+        processed = preprocessed[key]
         images.append(processed)
         grids = [tuple(g) for g in processed['image_grid_thw']]
         # Coordinate rewards rescale answers given in the resized frame (W, H) of the first image.

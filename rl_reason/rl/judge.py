@@ -6,7 +6,8 @@ SophiaVL code's messages). It answers
 greedily (temperature 0, up to `max_new_tokens`) and `model_signals.judge_score` reads the score off
 its text: R^t in [0, 1], 0 when it wrote none. As in the SophiaVL code only the rows Trust-GRPO uses
 are judged (outcome >= 0.2, outside groups whose outcomes are all high or all low); the others are
-NaN. With `batch_rows` the rows go through the judge in calls of at most that many per process
+NaN. A prompt's images go through the vision tower once per call, not once per judged completion
+(`vision_rows`). With `batch_rows` the rows go through the judge in calls of at most that many per process
 (the same number of calls on every process), which bounds its prefill activations and KV cache.
 
 The judge is a checkpoint of its own (SophiaVL's is Qwen2.5-VL-3B beside a 7B policy), with its own
@@ -99,6 +100,21 @@ class ThinkingJudge:
     return [dict(prompt=model_signals.judge_prompt(self.template, examples[b // groups]['prompt'], texts[b]),
                  images=list(examples[b // groups].get('images') or []), meta={}) for b in rows]
 
+  def _share_images(self, inputs: dict[str, Any], asked: Sequence[int], groups: int) -> dict[str, Any]:
+    """Keeps one vision row per prompt among the asked completions (a prompt's G completions show the
+    same images) and adds `vision_rows` [J]: the global vision row of each judge prompt's images. The
+    kept rows are padded to a power of two agreed by every process (process i's at i * width)."""
+    if 'vision' not in inputs:
+      return inputs
+    first: dict[int, int] = {}  # prompt -> its first judge row
+    for i, b in enumerate(asked):
+      first.setdefault(b // groups, i)
+    width = _padded_rows(multihost.agree_max(len(first))[0], self.row_multiple)
+    keep = [*first.values(), *[0] * (width - len(first))]
+    slot = {prompt: jax.process_index() * width + j for j, prompt in enumerate(first)}
+    return dict(inputs, vision={name: value[keep] for name, value in inputs['vision'].items()},
+                vision_rows=np.asarray([slot[b // groups] for b in asked], np.int32))
+
   def scores(self, examples: Sequence[Mapping[str, Any]], texts: Sequence[str], rows: np.ndarray) -> np.ndarray:
     """[B] float64 R^t of this process's completions where `rows` [B] is True, NaN elsewhere.
 
@@ -106,6 +122,7 @@ class ThinkingJudge:
     """
     if not examples or len(texts) % len(examples):
       raise ValueError(f'{len(texts)} completions do not split into groups of the {len(examples)} prompts')
+    groups = len(texts) // len(examples)
     rows = np.asarray(rows, bool)
     if rows.shape != (len(texts),):
       raise ValueError(f'rows {rows.shape} for {len(texts)} completions')
@@ -119,7 +136,8 @@ class ThinkingJudge:
     filler = int(chosen[0]) if len(chosen) else 0  # padding rows repeat a row and are not live
     for start in range(0, count, width):  # as many calls on every process (the fullest one's)
       part = chosen[start:start + width]
-      inputs = self.encode(self.prompts(examples, texts, [*part, *[filler] * (width - len(part))]))
+      asked = [*part, *[filler] * (width - len(part))]
+      inputs = self._share_images(self.encode(self.prompts(examples, texts, asked)), asked, groups)
       inputs['live'] = np.arange(width) < len(part)
       sampled = self.sampler(self.params, shd.host_to_global(inputs, self.mesh, self.rules), 0, self.sampling)
       tokens, lengths = shd.host_rows(sampled.tokens), shd.host_rows(sampled.lengths)

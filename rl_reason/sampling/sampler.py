@@ -305,6 +305,8 @@ class Sampler:
     dtype = DTYPES[cfg.cache_dtype] if cfg.cache_dtype else model.compute_dtype
     vision = prompt.get('vision')
     image_embeds = model.encode_images(vision) if vision is not None else None
+    if image_embeds is not None and 'vision_rows' in prompt:  # rows that show the same images share a vision row
+      image_embeds = jnp.take(image_embeds, prompt['vision_rows'], axis=0)
     # The prompt attends over its own T0 + T slots; the first stage's C_0 empty slots are appended after.
     prefix_ids = prompt.get('prefix_ids')
     prefix_len = 0 if prefix_ids is None else prefix_ids.shape[1]
@@ -388,6 +390,10 @@ class Sampler:
     if not 1 <= limit <= cfg.max_new_tokens:
       raise ValueError(f'max_new_tokens must be in [1, {cfg.max_new_tokens}] (the compiled capacity), got {limit}')
     prefix, rows = prompt.get('prefix_ids'), prompt['input_ids'].shape[0]
+    vision_rows = prompt.get('vision_rows')
+    if vision_rows is not None and (vision_rows.shape != (rows,) or 'vision' not in prompt):
+      raise ValueError(f'vision_rows {tuple(vision_rows.shape)} must be [P] for the {rows} prompts of input_ids, '
+                       'with vision inputs')
     if prefix is not None and (prefix.ndim != 2 or prefix.shape[0] != rows or not prefix.shape[1]):
       raise ValueError(f'prefix_ids {tuple(prefix.shape)} must be [P, T0] with T0 > 0 for the {rows} prompts of '
                        f'input_ids {tuple(prompt["input_ids"].shape)}')
@@ -423,7 +429,9 @@ class Sampler:
         `live` [P] bool: False marks a padding row, which starts finished (length 0) so it never
         holds the loop open, and optionally `prefix_ids` [P, T0]: tokens every row begins with
         (identical rows, text at positions 0 .. T0 - 1), read before input_ids and run once for
-        the batch (pipeline.PromptEncoder's prefix_step).
+        the batch (pipeline.PromptEncoder's prefix_step), and optionally `vision_rows` [P] int32:
+        prompt p shows the images of vision row vision_rows[p] (the vision arrays then hold only
+        the distinct image sets; rl/judge.py).
       rng: a PRNG key or an int seed.
       cfg: static settings; cfg.max_new_tokens is the compiled capacity N.
       max_new_tokens: stop after this many tokens (<= N; default N) without recompiling.
