@@ -94,7 +94,7 @@ p_listener = listener.probabilities(placed_params, prompt, listener_case.EXAMPLE
                                     listener_case.TEXTS[4 * process_id:4 * process_id + 4])
 result['listener'] = [None if np.isnan(p) else float(p) for p in p_listener]
 
-# the thinking judge over both processes: each judges its own rows, three and one, two per call (judge_case.py)
+# the thinking judge over both processes: each judges its own rows (with images), three and one, two per call
 import judge_case  # pylint: disable=g-import-not-at-top
 judge = judge_case.make_judge(mesh, batch_rows=2)
 own_rows = slice(8 * process_id, 8 * process_id + 8)
