@@ -15,7 +15,9 @@ them all). One process times, in turns (medians of --repeats after a warm-up cal
   rl.judge.PREFIX_STEP): the head runs for one row and its cache is copied to all, the rest is
   padded to the buckets;
 - transformers: greedy `generate` on the whole prompts (left padded to the longest), in a process
-  of its own with torch using every core (benchmarks/sampler.py's worker), calls alternating.
+  of its own with torch using every core (benchmarks/sampler.py's worker), calls alternating;
+- with --prefill_chunk N, rl_reason_whole_chunked: the whole prompts prefilled N tokens at a time
+  (SamplingConfig.prefill_chunk; each chunk reads only the slots written so far).
 
 The two rl_reason runs are also compared token by token (the fraction of equal tokens; greedy argmax
 ties aside they are the same). Prefill and decode are timed apart for rl_reason. Writes JSON.
@@ -24,6 +26,7 @@ ties aside they are the same). Prefill and decode are timed apart for rl_reason.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -63,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--repeats', type=int, default=5, help='timed calls per implementation (median)')
   parser.add_argument('--dtype', default='float32', choices=sampler_bench.DTYPES)
   parser.add_argument('--torch_threads', type=int, default=os.cpu_count())
+  parser.add_argument('--prefill_chunk', type=int, default=0,
+                      help='also time the whole prompts prefilled in chunks of this many tokens (rl_reason_whole_chunked)')
   args = parser.parse_args(argv)
   if args.quick:
     args.batch, args.head, args.rest_min, args.rest_max = 8, 130, 20, 60
@@ -97,13 +102,15 @@ def main(argv=None) -> dict[str, Any]:
   sampling = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0.0, pad_token_id=PAD_ID)
   tokens = {}
 
-  def ours(name: str):
+  def ours(name: str, chunk: int = 0):
+    cfg = dataclasses.replace(sampling, prefill_chunk=chunk)
+
     def call() -> dict[str, float]:
       start = time.perf_counter()
-      state = sampler.prefill(params, inputs[name], 0, sampling)
+      state = sampler.prefill(params, inputs[name], 0, cfg)
       jax.block_until_ready(state.tokens)
       middle = time.perf_counter()
-      tokens[name] = np.asarray(sampler.decode(params, state, sampling).tokens)
+      tokens[name + ('_chunked' if chunk else '')] = np.asarray(sampler.decode(params, state, cfg).tokens)
       end = time.perf_counter()
       return dict(prefill_s=middle - start, decode_s=end - middle, seconds=end - start)
     return call
@@ -119,7 +126,8 @@ def main(argv=None) -> dict[str, Any]:
       prefix_tokens=int(inputs['shared_prefix']['prefix_ids'].shape[1]),
       rest_bucket=int(inputs['shared_prefix']['input_ids'].shape[1]),
       whole_bucket=int(inputs['whole']['input_ids'].shape[1]), longest_prompt=longest, cpu_count=os.cpu_count(),
-      jax_version=jax.__version__, platform=platform.platform(), transformers_process='separate, calls alternating'))
+      jax_version=jax.__version__, platform=platform.platform(), transformers_process='separate, calls alternating',
+      prefill_chunk=args.prefill_chunk))
   with tempfile.TemporaryDirectory() as tmp:
     models.save_pretrained(model, os.path.join(tmp, 'model'))
     hf = sampler_bench.TransformersWorker(os.path.join(tmp, 'model'), {'whole': (whole_ids, whole_mask)},
@@ -130,6 +138,8 @@ def main(argv=None) -> dict[str, Any]:
                                 transformers_version=hf.info['transformers_version'])
       calls = {'rl_reason_whole': ours('whole'), 'rl_reason_shared_prefix': ours('shared_prefix'),
                'transformers': lambda: dict(seconds=hf.run('whole', args.new_tokens))}
+      if args.prefill_chunk:
+        calls['rl_reason_whole_chunked'] = ours('whole', args.prefill_chunk)
       runs = {name: [] for name in calls}
       for _ in range(args.repeats + 1):  # the first round compiles / warms up
         for name, call in calls.items():
@@ -151,6 +161,9 @@ def main(argv=None) -> dict[str, Any]:
       transformers_over_shared_prefix=pairs('transformers', 'rl_reason_shared_prefix'),
       transformers_over_whole=pairs('transformers', 'rl_reason_whole'))
   result['same_tokens_fraction'] = float((tokens['whole'] == tokens['shared_prefix']).mean())
+  if args.prefill_chunk:
+    result['ratios']['whole_over_whole_chunked'] = pairs('rl_reason_whole', 'rl_reason_whole_chunked')
+    result['same_tokens_fraction_chunked'] = float((tokens['whole'] == tokens['whole_chunked']).mean())
   return sampler_bench.report(result, format_table(result), args.out)
 
 
@@ -171,6 +184,9 @@ def format_table(result: dict[str, Any]) -> str:
                f'{r["transformers_over_shared_prefix"]:.2f}x; transformers / whole: '
                f'{r["transformers_over_whole"]:.2f}x; '
                f'equal tokens {result["same_tokens_fraction"]:.3f}')
+  if 'whole_over_whole_chunked' in r:
+    lines.append(f'whole / whole prefilled in chunks of {s["prefill_chunk"]}: {r["whole_over_whole_chunked"]:.2f}x; '
+                 f'equal tokens {result["same_tokens_fraction_chunked"]:.3f}')
   return '\n'.join(lines)
 
 

@@ -77,6 +77,7 @@ class RolloutConfig:
   min_p: float = 0.0
   cache_dtype: str = ''
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256)
+  prefill_chunk: int = 0  # prompt tokens per prefill pass (0: the whole prompt; SamplingConfig.prefill_chunk)
 
   def __post_init__(self):
     if self.num_generations < 1:
@@ -91,6 +92,8 @@ class RolloutConfig:
       raise ValueError(f'rollout.max_new_tokens must be >= 1, got {self.max_new_tokens}')
     if not self.prompt_buckets or list(self.prompt_buckets) != sorted(self.prompt_buckets):
       raise ValueError(f'rollout.prompt_buckets must be increasing, got {self.prompt_buckets}')
+    if self.prefill_chunk < 0:
+      raise ValueError(f'rollout.prefill_chunk must be >= 0 (0: the whole prompt at once), got {self.prefill_chunk}')
 
   @property
   def prompts_per_step(self) -> int:

@@ -225,10 +225,11 @@ class Trainer:
                                    top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p, min_p=cfg.rollout.min_p,
                                    cache_dtype=cfg.rollout.cache_dtype or None, eos_token_ids=(self.eos_id,),
                                    pad_token_id=self.pad_id, num_samples=cfg.rollout.num_generations,
+                                   prefill_chunk=cfg.rollout.prefill_chunk,
                                    # PEAR and entropy control read them
                                    return_entropy='entropies' in self.shaper.needs or self.entropy_control is not None)
     self.greedy = SamplingConfig(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0,
-                                 cache_dtype=cfg.rollout.cache_dtype or None,
+                                 cache_dtype=cfg.rollout.cache_dtype or None, prefill_chunk=cfg.rollout.prefill_chunk,
                                  eos_token_ids=(self.eos_id,), pad_token_id=self.pad_id, num_samples=1)
     self.base_key = multihost.put(jax.random.key(cfg.seed), self.replicated)
     self.state = dict(params=params, opt_state=opt_state,

@@ -176,11 +176,13 @@ def test_rewards_benchmark_runs_and_writes_its_table(tmp_path):
 
 def test_judge_benchmark_quick_times_the_prompts_whole_and_with_the_head_shared(tmp_path):
   """benchmarks/judge.py --quick: the shared head is split off (128 of its 130 tokens), the rest bucketed
-  smaller than the whole prompts, both rl_reason runs agree on the tokens, and every timing is positive."""
+  smaller than the whole prompts, the rl_reason runs (whole, head apart, whole in chunks of 64) agree on the
+  tokens, and every timing is positive."""
   out = tmp_path / 'judge.json'
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'judge.py'), '--quick', '--torch_threads',
-                         '1', '--out', str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                         '1', '--prefill_chunk', '64', '--out', str(out)], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert 'whole / shared prefix' in done.stdout
   result = json.loads(out.read_text())
@@ -188,10 +190,11 @@ def test_judge_benchmark_quick_times_the_prompts_whole_and_with_the_head_shared(
   assert settings['prefix_tokens'] == 128 and settings['torch_threads'] == 1
   assert settings['prefix_tokens'] + settings['rest_bucket'] >= settings['longest_prompt']
   assert settings['rest_bucket'] < settings['whole_bucket']
-  assert set(result['timings']) == {'rl_reason_whole', 'rl_reason_shared_prefix', 'transformers'}
+  assert set(result['timings']) == {'rl_reason_whole', 'rl_reason_shared_prefix', 'transformers',
+                                    'rl_reason_whole_chunked'}
   for name, row in result['timings'].items():
     keys = ('seconds', 'tokens_per_s') + (('prefill_s', 'decode_s') if name != 'transformers' else ())
     assert all(_positive(row[key]) for key in keys), (name, row)
     assert len(row['runs_s']) == 2 and row['compile_s'] >= 0
   assert all(_positive(value) for value in result['ratios'].values())
-  assert result['same_tokens_fraction'] > 0.9
+  assert result['same_tokens_fraction'] > 0.9 and result['same_tokens_fraction_chunked'] > 0.9

@@ -1,5 +1,6 @@
-"""A prefix every prompt shares, run once for the batch: what the encoder splits off, and the sampler's
-tokens, log-probs and entropies against the same prompts run whole (text and VLM, 1 and 8 devices)."""
+"""Prefill variants against one pass over whole prompts (tokens, log-probs, entropies; text and VLM, 1 and
+8 devices): a prefix every prompt shares, run once for the batch (and what the encoder splits off), and a
+prompt prefilled in chunks (and the memory that saves)."""
 
 import dataclasses
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rl_reason import models
+from rl_reason import models, sampling
 from rl_reason.data import image_processor, pipeline, processor, tokenizer as tokenizer_lib
 from rl_reason.parallel import sharding as shd
 from rl_reason.sampling import Sampler, SamplingConfig
@@ -111,3 +112,51 @@ def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devi
       sampler(params, dict(split, prefix_ids=bad), 0, cfg)
   with pytest.raises(ValueError, match=r'vision_rows \(3,\) must be \[P\] for the 4 prompts of input_ids, with vision'):
     sampler(params, dict(split, vision_rows=np.zeros(3, np.int32)), 0, cfg)
+
+
+@pytest.mark.parametrize('images, devices', [(True, 1), (False, 1), (True, 8)])
+def test_a_prompt_prefilled_in_chunks_samples_as_one_pass(images, devices):
+  """prefill_chunk 19 over the rest's 64-token bucket (chunks of 19, 19, 19 and 7) and 40 over the whole
+  prompt's 128 (no shared prefix; 40, 40, 40, 8), a chunk end inside an image's tokens each time: the same
+  tokens, log-probs and entropies as one pass."""
+  model = _model(images)
+  graphdef, params = nnx.split(model)
+  mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices) if devices == 1 else
+                       shd.MeshConfig(data=2, fsdp=2, tensor=2))
+  params = jax.device_put(params, shd.state_shardings(params, mesh))
+  sampler = Sampler(graphdef, mesh=mesh)
+  whole_encode, split_encode = _encoders(model.cfg, images)
+  for inputs in (whole_encode(_examples(images)), split_encode(_examples(images))):
+    placed = shd.host_to_global(inputs, mesh)
+    size = 19 if inputs['input_ids'].shape[1] == 64 else 40
+    if images:  # some image's tokens straddle a chunk end
+      image_columns = np.flatnonzero((inputs['input_ids'] == SPECIAL['image_pad_id']).any(0))
+      assert any(image_columns[0] < end <= image_columns[-1] for end in range(size, inputs['input_ids'].shape[1], size))
+    runs = []
+    for chunk in (0, size):
+      cfg = SamplingConfig(max_new_tokens=8, temperature=1.0, num_samples=2, return_entropy=True,
+                           pad_token_id=SPECIAL['pad_id'], prefill_chunk=chunk)
+      runs.append(jax.tree.map(np.asarray, sampler(params, placed, 3, cfg)))
+    ref, got = runs
+    np.testing.assert_array_equal(got.tokens, ref.tokens)
+    np.testing.assert_allclose(got.logprobs, ref.logprobs, atol=1e-5)
+    np.testing.assert_allclose(got.entropy, ref.entropy, atol=1e-5)
+
+
+def test_chunked_prefill_holds_less_memory_and_bad_chunks_are_refused():
+  model = _model(False)
+  graphdef, params = nnx.split(model)
+  sampler = Sampler(graphdef)
+  inputs = _encoders(model.cfg, False)[0](_examples(False))
+  temp = {}
+  for chunk in (0, 32):
+    cfg = SamplingConfig(max_new_tokens=8, pad_token_id=SPECIAL['pad_id'], prefill_chunk=chunk)
+    compiled = sampler._prefill.lower(params, inputs, jax.random.key(0), np.int32(8), cfg=cfg).compile()
+    temp[chunk] = compiled.memory_analysis().temp_size_in_bytes
+  assert 0 < temp[32] < temp[0], temp
+  request = sampling.prepare_generation(model, inputs['input_ids'], inputs['attention_mask'], max_new_tokens=4,
+                                        prefill_chunk=32)
+  assert request.cfg.prefill_chunk == 32  # generate's argument reaches the sampler
+  for bad in (-1, 2.5):
+    with pytest.raises(ValueError, match='prefill_chunk must be an int >= 0'):
+      SamplingConfig(max_new_tokens=8, prefill_chunk=bad)

@@ -76,7 +76,9 @@ def test_rl_stage_with_a_frozen_vision_tower_trains_the_decoder_only(tmp_path):
   config = _small_config(steps=1)
   config.rl.train_vision = False
   config.optim.warmup_steps = 0  # the first update's learning rate is not 0
+  config.rollout.prefill_chunk = 16  # and the rollout's prompts prefilled in chunks (sampling_prefix_test: exact)
   trainer = train.Trainer(run_config.from_config_dict(config), run_config.plain(config), str(tmp_path / 'run'))
+  assert trainer.sampling.prefill_chunk == trainer.greedy.prefill_chunk == 16
   leaves = lambda: {path: np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(trainer.state['params'])}
   score = trainer.score  # rewards that differ within groups (a 3-step warm-up earns none): every parameter has a gradient
   trainer.score = lambda texts, metas, *args: dict(score(texts, metas, *args), total=np.array(
@@ -182,6 +184,10 @@ def test_config_errors_are_clear():
   config = vlm_grpo.get_config()
   config.rl.advantage = 'nope'
   with pytest.raises(ValueError, match='grpo'):
+    run_config.from_config_dict(config)
+  config = vlm_grpo.get_config()
+  config.rollout.prefill_chunk = -8
+  with pytest.raises(ValueError, match=r'rollout.prefill_chunk must be >= 0 \(0: the whole prompt at once\), got -8'):
     run_config.from_config_dict(config)
 
 

@@ -120,7 +120,8 @@ class Attention(nnx.Module):
     Args:
       x: [B, T, D].
       cos, sin: [B, T, H] rotary tables.
-      mask: [B, T, S] keys each query may see (S = T without a cache).
+      mask: [B, T, S] keys each query may see (S = T without a cache; with one, the cache's first S
+        slots, S <= its slots).
       kv: None (the keys are the T new tokens), this layer's cache (k [B, K, H, S], v [B, K, S, H];
         layer None), or the stacked cache (the same with a leading L axis).
       layer: index of this layer in a stacked kv (int or traced int32 scalar), else None.
@@ -148,6 +149,8 @@ class Attention(nnx.Module):
       rows, slots = write
       kv = (_write(kv[0], k, layer, rows, slots, keys=True), _write(kv[1], v, layer, rows, slots, keys=False))
       keys, values = kv if layer is None else (kv[0][layer], kv[1][layer])  # [B, K, H, S], [B, K, S, H]
+      if mask.shape[-1] < keys.shape[-1]:  # kv_limit: the slots written so far
+        keys, values = keys[..., :mask.shape[-1]], values[..., :mask.shape[-1], :]
     kv_heads, groups, head_dim = self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim
     # Queries as [B, K, G*T, H]: both dots are then plain matmuls per (row, kv head) on contiguous
     # blocks of the cache, [G*T, H] x [H, S] and [G*T, S] x [S, H], which the CPU backend runs fast.
@@ -240,7 +243,7 @@ class Decoder(nnx.Module):
 
   def __call__(self, embeds, positions, attention_mask, cache: Cache | None = None,
                write_index: jax.Array | None = None, remat: str = 'none', hidden_slice: slice | None = None,
-               rotary: tuple[jax.Array, jax.Array] | None = None):
+               rotary: tuple[jax.Array, jax.Array] | None = None, kv_limit: int | None = None):
     """Runs the layers.
 
     Args:
@@ -257,6 +260,8 @@ class Decoder(nnx.Module):
         keys and values for all T): a prefill that samples from the last token skips most of a layer.
       rotary: None, or `self.rotary(positions, embeds.dtype)` computed by the caller (positions
         are then unused); the sampler's decode loop carries it from step to step.
+      kv_limit: with a cache, attend to its first kv_limit slots alone (a static int: a chunked
+        prefill's slots after the chunk hold nothing yet); None reads every slot.
 
     Returns:
       hidden [B, T', D] after the final norm, and the updated cache (or None).
@@ -275,13 +280,13 @@ class Decoder(nnx.Module):
       slots = cache['valid'].shape[1]
       write_index = jnp.asarray(write_index, jnp.int32)
       query_slots = jnp.broadcast_to(write_index, (batch,))[:, None] + jnp.arange(length)[None]  # [B, T]
-      key_slots = jnp.arange(slots)
+      key_slots = jnp.arange(kv_limit or slots)
       rows = jnp.arange(batch)[:, None]
       if write_index.ndim == 0:
         valid = jax.lax.dynamic_update_slice(cache['valid'], valid_new, (0, write_index))
       else:
         valid = cache['valid'].at[rows, query_slots].set(valid_new)
-      mask = valid[:, None, :] & (key_slots[None, None, :] <= query_slots[:, :, None])  # [B, T, S]
+      mask = valid[:, None, :len(key_slots)] & (key_slots[None, None, :] <= query_slots[:, :, None])  # [B, T, S]
       kv, write = (cache['k'], cache['v']), (rows, write_index if write_index.ndim == 0 else query_slots)
     windows = sorted({cfg.window_of_layer(i) for i in range(cfg.num_hidden_layers)}, key=lambda w: w or 0)
     masks = [mask if window is None else mask & (query_slots[:, :, None] - key_slots[None, None, :] < window)

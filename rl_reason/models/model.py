@@ -71,16 +71,20 @@ class Model(nnx.Module):
     return self.logits(hidden), cache
 
   def hidden_states(self, input_ids, positions, attention_mask, *, image_embeds=None,
-                    cache: Cache | None = None, write_index=None, hidden_slice: slice | None = None, rotary=None):
+                    cache: Cache | None = None, write_index=None, hidden_slice: slice | None = None, rotary=None,
+                    embeds=None, kv_limit: int | None = None):
     """Final (normed) hidden states [B, T', D] in the compute dtype, and the cache: `__call__` before the
     LM head, for callers that apply the head themselves (e.g. chunk by chunk: `logits(hidden[:, chunk])`).
-    `rotary`: optional precomputed (cos, sin) [B, T, H] (Decoder.rotary; positions then unused)."""
+    `rotary`: optional precomputed (cos, sin) [B, T, H] (Decoder.rotary; positions then unused).
+    `embeds`: optional [B, T, D] `embed` output in place of input_ids / image_embeds (a chunk of a
+    prompt whose image tokens were placed over the whole of it). `kv_limit`: Decoder's."""
     if self.cfg.scan_layers != self.decoder.scan_layers:
       raise ValueError(f'cfg.scan_layers={self.cfg.scan_layers} but the model was built with scan_layers='
                        f'{self.decoder.scan_layers} (the parameter layout); rebuild or reload the model')
-    embeds = self.embed(input_ids, image_embeds)
+    if embeds is None:
+      embeds = self.embed(input_ids, image_embeds)
     return self.decoder(embeds, positions, attention_mask, cache, write_index, remat=self.cfg.remat,
-                        hidden_slice=hidden_slice, rotary=rotary)
+                        hidden_slice=hidden_slice, rotary=rotary, kv_limit=kv_limit)
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     """[B, T, D] final hidden states -> [B, T, V] float32 logits (the LM head)."""

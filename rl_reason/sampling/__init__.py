@@ -85,7 +85,8 @@ def prepare_generation(model: Model, input_ids, attention_mask, *, max_new_token
                        pad_token_id: int = 0, return_entropy: bool = False, cache_dtype: str | None = None,
                        kv_stages: int = DEFAULT_KV_STAGES, buckets: ShapeBuckets = ShapeBuckets(),
                        mesh: jax.sharding.Mesh | None = None,
-                       rules: tuple[tuple[str, Any], ...] = shd.DEFAULT_RULES) -> PreparedGeneration:
+                       rules: tuple[tuple[str, Any], ...] = shd.DEFAULT_RULES,
+                       prefill_chunk: int = 0) -> PreparedGeneration:
   """Validates a `generate` request and pads it into its shape buckets (arguments as for generate)."""
   vocab = model.cfg.text.vocab_size
   eos_token_ids = tuple(int(e) for e in eos_token_ids)
@@ -108,7 +109,7 @@ def prepare_generation(model: Model, input_ids, attention_mask, *, max_new_token
   cfg = SamplingConfig(max_new_tokens=capacity, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                        eos_token_ids=eos_token_ids, stop_sequences=stop_sequences, pad_token_id=pad_token_id,
                        num_samples=num_samples, cache_dtype=cache_dtype, return_entropy=return_entropy,
-                       kv_stages=kv_stages)
+                       kv_stages=kv_stages, prefill_chunk=prefill_chunk)
   rows = buckets_lib.bucket_size(num_prompts, buckets.batch, name='batch (prompts)', multiple=divisor)
   length = buckets_lib.bucket_size(prompt_len, buckets.prompt_len, name='prompt length',
                                    minimum=buckets_lib.MIN_PROMPT_LEN)
@@ -139,7 +140,7 @@ def generate(model: Model, input_ids, attention_mask, *, max_new_tokens: int, te
              pad_token_id: int = 0, return_entropy: bool = False, cache_dtype: str | None = None,
              kv_stages: int = DEFAULT_KV_STAGES, buckets: ShapeBuckets = ShapeBuckets(),
              mesh: jax.sharding.Mesh | None = None,
-             rules: tuple[tuple[str, Any], ...] = shd.DEFAULT_RULES) -> SampleOutput:
+             rules: tuple[tuple[str, Any], ...] = shd.DEFAULT_RULES, prefill_chunk: int = 0) -> SampleOutput:
   """Samples `num_samples` completions per prompt with a KV cache.
 
   Args:
@@ -162,6 +163,8 @@ def generate(model: Model, input_ids, attention_mask, *, max_new_tokens: int, te
     buckets: static shape buckets (EXACT_BUCKETS: no padding, one program per distinct shape).
     mesh: shard rows over ('data', 'fsdp') and heads over 'tensor' on this mesh (single process).
     rules: logical-axis rules for the mesh.
+    prefill_chunk: prompt tokens per prefill pass (0: the whole prompt at once); bounds the
+      prefill's attention scores and activations by the chunk for long prompts.
 
   Returns:
     SampleOutput: tokens, logprobs (of the temperature-scaled, untruncated distribution; temperature
@@ -172,7 +175,7 @@ def generate(model: Model, input_ids, attention_mask, *, max_new_tokens: int, te
       top_k=top_k, min_p=min_p, eos_token_ids=eos_token_ids, stop_sequences=stop_sequences,
       pixel_values=pixel_values, image_grid_thw=image_grid_thw, num_samples=num_samples, pad_token_id=pad_token_id,
       return_entropy=return_entropy, cache_dtype=cache_dtype, kv_stages=kv_stages, buckets=buckets, mesh=mesh,
-      rules=rules)
+      rules=rules, prefill_chunk=prefill_chunk)
   rng = 0 if rng is None else rng
   return request.output(request.decode(request.prefill(rng)))
 

@@ -6,7 +6,8 @@ slots for a stage capacity C <= N, V vocab,
 M longest stop sequence, L layers, K kv heads, H head dim.
 
 Three jitted programs per shape: `prefill` (vision encoding, a shared prefix's prefill over one row
-copied to P rows, prompt prefill over P rows, fan-out to B rows, first token), `decode` (a
+copied to P rows, prompt prefill over P rows, in chunks of `prefill_chunk` tokens if set, fan-out to
+B rows, first token), `decode` (a
 lax.while_loop over a DecodeState; the state is donated, so the cache is updated in place) and,
 with kv_stages > 1, `grow` (pads the cache to the next stage).
 Decoding runs in stages of growing cache capacity C_1 < ... < C_k = N: attention in stage i reads
@@ -63,6 +64,9 @@ class SamplingConfig:
   cache_dtype: str | None = None  # KV cache dtype: float32 | bfloat16; None = the model's compute dtype
   return_entropy: bool = False  # also return per-token entropies
   kv_stages: int = DEFAULT_KV_STAGES  # cache growth stages of N/kv_stages tokens, >= MIN_STAGE (1: T + N slots)
+  # Prompt tokens per prefill pass (0: the whole prompt in one): each chunk attends to the slots written so
+  # far, so the prefill's attention scores and MLP activations scale with the chunk, not the prompt.
+  prefill_chunk: int = 0
 
   def __post_init__(self):
     if not isinstance(self.max_new_tokens, (int, np.integer)) or self.max_new_tokens <= 0:
@@ -96,6 +100,8 @@ class SamplingConfig:
       raise ValueError(f'cache_dtype must be None or one of {sorted(DTYPES)}, got {self.cache_dtype!r}')
     if self.kv_stages < 1:
       raise ValueError(f'kv_stages must be >= 1, got {self.kv_stages}')
+    if not isinstance(self.prefill_chunk, (int, np.integer)) or self.prefill_chunk < 0:
+      raise ValueError(f'prefill_chunk must be an int >= 0 (0: the whole prompt at once), got {self.prefill_chunk!r}')
 
   @property
   def stage_capacities(self) -> tuple[int, ...]:
@@ -320,9 +326,15 @@ class Sampler:
                         cache)
     else:
       cache = init_cache(model.cfg.text, num_prompts, prompt_len, dtype, stacked=model.cfg.scan_layers)
-    logits, cache = model(input_ids, positions, attention_mask, image_embeds=image_embeds,
-                          cache=self._constrain_cache(cache), write_index=jnp.int32(prefix_len),
-                          logits_slice=slice(-1, None))
+    embeds = model.embed(input_ids, image_embeds)  # image tokens placed over the whole prompt, before any cut
+    chunk = cfg.prefill_chunk or prompt_len
+    for start in range(0, prompt_len, chunk):  # each chunk reads the slots written so far, its own included
+      stop = min(start + chunk, prompt_len)
+      hidden, cache = model.hidden_states(
+          None, positions[:, :, start:stop], attention_mask[:, start:stop], embeds=embeds[:, start:stop],
+          cache=self._constrain_cache(cache), write_index=jnp.int32(prefix_len + start), hidden_slice=slice(-1, None),
+          kv_limit=prefix_len + stop if stop < prompt_len else None)
+    logits = model.logits(hidden)  # [P, 1, V]: the prompt's last position
     cache = map_cache(lambda leaf, rows, slots: _fan_out(_pad_slots(leaf, slots, cfg.stage_capacities[0]), groups,
                                                           rows), cache)
     next_position = _fan_out(jnp.max(positions, axis=(0, 2)) + 1, groups, 0)  # [B]
