@@ -143,6 +143,22 @@ def test_a_prompt_prefilled_in_chunks_samples_as_one_pass(images, devices):
     np.testing.assert_allclose(got.entropy, ref.entropy, atol=1e-5)
 
 
+def test_chunked_prefill_of_a_sliding_window_model_samples_as_one_pass():
+  """Sliding-window layers count the window over cache slots; a chunk that reads only the slots written so
+  far sees the same window."""
+  base = models.get_preset('tiny_lm', vocab_size=len(TOKENIZER))
+  text = dataclasses.replace(base.text, sliding_window=6, layer_types=('sliding_attention', 'full_attention'))
+  graphdef, params = nnx.split(models.create(dataclasses.replace(base, text=text), seed=3))
+  params = jax.tree.map(lambda x: x * 3 if x.ndim >= 2 else x, params)
+  inputs = _encoders(dataclasses.replace(base, text=text), False)[0](_examples(False))
+  sampler = Sampler(graphdef)
+  runs = [jax.tree.map(np.asarray, sampler(params, inputs, 5, SamplingConfig(
+      max_new_tokens=8, temperature=1.0, pad_token_id=SPECIAL['pad_id'], prefill_chunk=chunk)))
+          for chunk in (0, 20)]
+  np.testing.assert_array_equal(runs[1].tokens, runs[0].tokens)
+  np.testing.assert_allclose(runs[1].logprobs, runs[0].logprobs, atol=1e-5)
+
+
 def test_chunked_prefill_holds_less_memory_and_bad_chunks_are_refused():
   model = _model(False)
   graphdef, params = nnx.split(model)
