@@ -58,7 +58,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   c.rollout.min_p = 0.0  # 0.0 = off; keep tokens with p >= min_p * max p
   c.rollout.cache_dtype = ''  # KV cache dtype: '' = the model's compute dtype | float32 | bfloat16
   c.rollout.prompt_buckets = (32, 64, 128, 256)  # static prompt lengths (bounded recompiles)
-  c.rollout.prefill_chunk = 0  # prompt tokens per prefill pass: bounds a long prompt's prefill memory (0 = whole)
+  c.rollout.prefill_chunk = 512  # prompt tokens per prefill pass: longer prompts in chunks (0 = one pass)
 
   c.rl = config_dict.ConfigDict()
   # Advantages and updates (rl_reason.rl.advantages).

@@ -77,7 +77,9 @@ class RolloutConfig:
   min_p: float = 0.0
   cache_dtype: str = ''
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256)
-  prefill_chunk: int = 0  # prompt tokens per prefill pass (0: the whole prompt; SamplingConfig.prefill_chunk)
+  # Prompt tokens per prefill pass (0: the whole prompt in one; SamplingConfig.prefill_chunk): longer prompts
+  # run in chunks, with less memory and (skipping the masked causal half of the attention) less time.
+  prefill_chunk: int = 512
 
   def __post_init__(self):
     if self.num_generations < 1:

@@ -41,6 +41,7 @@ from rl_reason.sampling import Sampler, SamplingConfig
 # padding stays under a third, the compiled programs few).
 PROMPT_BUCKETS = tuple(sorted(b << k for b in (64, 96) for k in range(12) if b << k <= 131072))
 PREFIX_STEP = 64  # the template's head, read before every completion, runs once per call (a multiple of this)
+PREFILL_CHUNK = 512  # judge prompt tokens per prefill pass after the head (SamplingConfig.prefill_chunk)
 
 
 def _padded_rows(count: int, multiple: int) -> int:
@@ -65,7 +66,7 @@ class ThinkingJudge:
     self.sampler = Sampler(self.graphdef, mesh=mesh, rules=rules)
     special = tokenizer_lib.special_ids(tokenizer)
     self.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, eos_token_ids=(special['eos_id'],),
-                                   pad_token_id=special['pad_id'], num_samples=1)
+                                   pad_token_id=special['pad_id'], num_samples=1, prefill_chunk=PREFILL_CHUNK)
     self.row_multiple = max(1, shd.batch_divisor(mesh, rules) // jax.process_count())
     if 0 < batch_rows < self.row_multiple:
       raise ValueError(f'judge_batch_size {batch_rows} is below the {self.row_multiple} rows of each process\'s share '
