@@ -4,7 +4,8 @@ Example i of a split is generated from the seed (run seed, split, i), so a batch
 its position in the stream: resuming restores one integer, and no process reads another's data.
 Prompts are left padded to a static length bucket; images go through the Qwen2-VL preprocessing.
 
-Shapes: P prompts of this process, T prompt bucket.
+Shapes: P prompts of this process, T prompt bucket (after the shared prefix, with prefix_step), T0
+shared prefix tokens.
 """
 
 from __future__ import annotations

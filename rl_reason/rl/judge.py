@@ -16,8 +16,9 @@ policy's otherwise. Each process judges its own rows; the row count is padded to
 agreed by every process (padding rows are marked not live and end at once), and the judge prompt to
 a power-of-two bucket, so its sampler compiles a few programs in a run.
 
-Shapes: B = P * G completions of this process, J judged rows of this process (padded), T the judge
-prompt bucket, N the judge's answer cap.
+Shapes: B = P * G completions of this process, J judged rows of a call (padded), U the distinct
+prompts among them (their vision rows, padded), T0 the template head's tokens, T the bucket of the
+rest of a judge prompt, N the judge's answer cap.
 """
 
 from __future__ import annotations
