@@ -30,9 +30,9 @@ ROWS = np.array([1, 0, 1, 0, 0, 0, 1, 0,  # process 0: three rows
                  0, 0, 0, 0, 0, 1, 0, 0], bool)  # process 1: one
 
 
-def make_judge(mesh, batch_rows=0):
-  """The tiny VL judge (weights x4, so that its answers depend on the prompt) on `mesh`, judging up to
-  `batch_rows` rows per call and process (0: all at once)."""
+def vl_judge_parts():
+  """(model, tokenizer, image config) of the tiny VL judge: weights x4, so that its answers depend on the
+  prompt (a random model this small answers alike to everything)."""
   tokenizer = tokenizer_lib.build_tiny_tokenizer()
   special = tokenizer_lib.special_ids(tokenizer)
   cfg = models.get_preset('tiny_vl', vocab_size=len(tokenizer), image_token_id=special['image_pad_id'],
@@ -41,6 +41,12 @@ def make_judge(mesh, batch_rows=0):
   model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
   image_cfg = image_processor.ImageProcessorConfig(patch_size=8, temporal_patch_size=2, merge_size=2,
                                                    min_pixels=256, max_pixels=2048)
-  encode = judge_lib.prompt_encoder(tokenizer, cfg, image_cfg)
-  return judge_lib.ThinkingJudge(model, tokenizer, encode, template=TEMPLATE, max_new_tokens=6, mesh=mesh,
-                                 batch_rows=batch_rows)
+  return model, tokenizer, image_cfg
+
+
+def make_judge(mesh, batch_rows=0, template=TEMPLATE, max_new_tokens=6):
+  """The tiny VL judge on `mesh`, judging up to `batch_rows` rows per call and process (0: all at once)."""
+  model, tokenizer, image_cfg = vl_judge_parts()
+  encode = judge_lib.prompt_encoder(tokenizer, model.cfg, image_cfg)
+  return judge_lib.ThinkingJudge(model, tokenizer, encode, template=template, max_new_tokens=max_new_tokens,
+                                 mesh=mesh, batch_rows=batch_rows)

@@ -12,6 +12,8 @@ from rl_reason.parallel import sharding as shd
 from rl_reason.rewards import model_signals, shaping
 from rl_reason.rl import judge as judge_lib
 
+import judge_case  # pylint: disable=g-bad-import-order  (tests/judge_case.py: the tiny VL judge)
+
 
 @pytest.mark.parametrize('text, score', [
     ('<answer>0.7</answer>', 0.7),
@@ -145,18 +147,10 @@ def _greedy_with_images(model, tokenizer, image_cfg, text, images, steps):
 def test_judge_with_images_encodes_each_prompts_images_once_and_answers_as_a_plain_loop(devices):
   """Three completions of one prompt and one of another, each prompt with an image: the vision tower sees two
   image sets on one device (padded to the 8 rows of the mesh on 8), and every answer is the plain loop's."""
-  tokenizer = tokenizer_lib.build_tiny_tokenizer()
-  special = tokenizer_lib.special_ids(tokenizer)
-  cfg = models.get_preset('tiny_vl', vocab_size=len(tokenizer), image_token_id=special['image_pad_id'],
-                          vision_start_token_id=special['vision_start_id'])
-  graphdef, params = nnx.split(models.create(cfg, seed=5))
-  model = nnx.merge(graphdef, jax.tree.map(lambda x: x * 4 if x.ndim >= 2 else x, params))
-  image_cfg = image_processor.ImageProcessorConfig(patch_size=8, temporal_patch_size=2, merge_size=2,
-                                                   min_pixels=256, max_pixels=2048)
-  mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices))
   template = 'Rate: {question} | {reasoning} ->'
-  judge = judge_lib.ThinkingJudge(model, tokenizer, judge_lib.prompt_encoder(tokenizer, cfg, image_cfg),
-                                  template=template, max_new_tokens=5, mesh=mesh)
+  judge = judge_case.make_judge(shd.make_mesh(shd.MeshConfig(num_devices=devices)), template=template,
+                                max_new_tokens=5)
+  model, tokenizer, image_cfg = judge_case.vl_judge_parts()  # the same weights, for the plain loop
   rng = np.random.default_rng(3)
   examples = [{'prompt': q, 'images': [rng.integers(0, 255, (24, 16 + 8 * i, 3), np.uint8)], 'meta': {}}
               for i, q in enumerate(['what is drawn', 'which colour'])]

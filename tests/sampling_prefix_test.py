@@ -85,14 +85,18 @@ def test_sliding_window_models_keep_the_prompt_whole():
   assert split_encode.prefix_step == 0 and 'prefix_ids' not in split_encode(_examples(False))
 
 
-@pytest.mark.parametrize('images, devices', [(True, 1), (False, 1), (True, 8)])
-def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devices):
-  model = _model(images)
+def _placed(model, devices):
+  """(sampler, params, mesh): the model's sampler and params on 1 device or the 2 x 2 x 2 mesh."""
   graphdef, params = nnx.split(model)
   mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices) if devices == 1 else
                        shd.MeshConfig(data=2, fsdp=2, tensor=2))
-  params = jax.device_put(params, shd.state_shardings(params, mesh))
-  sampler = Sampler(graphdef, mesh=mesh)
+  return Sampler(graphdef, mesh=mesh), jax.device_put(params, shd.state_shardings(params, mesh)), mesh
+
+
+@pytest.mark.parametrize('images, devices', [(True, 1), (False, 1), (True, 8)])
+def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devices):
+  model = _model(images)
+  sampler, params, mesh = _placed(model, devices)
   whole_encode, split_encode = _encoders(model.cfg, images)
   whole, split = whole_encode(_examples(images)), split_encode(_examples(images))
   assert 'prefix_ids' in split
@@ -120,11 +124,7 @@ def test_a_prompt_prefilled_in_chunks_samples_as_one_pass(images, devices):
   prompt's 128 (no shared prefix; 40, 40, 40, 8), a chunk end inside an image's tokens each time: the same
   tokens, log-probs and entropies as one pass."""
   model = _model(images)
-  graphdef, params = nnx.split(model)
-  mesh = shd.make_mesh(shd.MeshConfig(num_devices=devices) if devices == 1 else
-                       shd.MeshConfig(data=2, fsdp=2, tensor=2))
-  params = jax.device_put(params, shd.state_shardings(params, mesh))
-  sampler = Sampler(graphdef, mesh=mesh)
+  sampler, params, mesh = _placed(model, devices)
   whole_encode, split_encode = _encoders(model.cfg, images)
   for inputs in (whole_encode(_examples(images)), split_encode(_examples(images))):
     placed = shd.host_to_global(inputs, mesh)
