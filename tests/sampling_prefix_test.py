@@ -31,10 +31,10 @@ def test_shared_prefix_length_stops_at_a_difference_an_image_or_a_row_end():
   assert share([same]) == 16 and share([]) == 0 and share([same, same], step=0) == 0
 
 
-def _model(images=True):
+def _model(images=True, scan_layers=False):
   cfg = models.get_preset('tiny_vl' if images else 'tiny_lm', vocab_size=len(TOKENIZER),
                           image_token_id=SPECIAL['image_pad_id'],
-                          vision_start_token_id=SPECIAL['vision_start_id'])
+                          vision_start_token_id=SPECIAL['vision_start_id']).replace(scan_layers=scan_layers)
   graphdef, params = nnx.split(models.create(cfg, seed=3))
   # weights x3: sharper distributions, so that the two runs' draws could tell a wrong prefix apart
   return nnx.merge(graphdef, jax.tree.map(lambda x: x * 3 if x.ndim >= 2 else x, params))
@@ -118,12 +118,13 @@ def test_sampling_with_the_prefix_run_once_equals_the_whole_prompts(images, devi
     sampler(params, dict(split, vision_rows=np.zeros(3, np.int32)), 0, cfg)
 
 
-@pytest.mark.parametrize('images, devices', [(True, 1), (False, 1), (True, 8)])
-def test_a_prompt_prefilled_in_chunks_samples_as_one_pass(images, devices):
+@pytest.mark.parametrize('images, devices, scan_layers', [(True, 1, False), (False, 1, False), (True, 8, False),
+                                                         (True, 1, True)])
+def test_a_prompt_prefilled_in_chunks_samples_as_one_pass(images, devices, scan_layers):
   """prefill_chunk 19 over the rest's 64-token bucket (chunks of 19, 19, 19 and 7) and 40 over the whole
   prompt's 128 (no shared prefix; 40, 40, 40, 8), a chunk end inside an image's tokens each time: the same
-  tokens, log-probs and entropies as one pass."""
-  model = _model(images)
+  tokens, log-probs and entropies as one pass (also with the layers stacked under scan)."""
+  model = _model(images, scan_layers)
   sampler, params, mesh = _placed(model, devices)
   whole_encode, split_encode = _encoders(model.cfg, images)
   for inputs in (whole_encode(_examples(images)), split_encode(_examples(images))):
