@@ -7,14 +7,15 @@ greedily (temperature 0, up to `max_new_tokens`) and `model_signals.judge_score`
 its text: R^t in [0, 1], 0 when it wrote none. As in the SophiaVL code only the rows Trust-GRPO uses
 are judged (outcome >= 0.2, outside groups whose outcomes are all high or all low); the others are
 NaN. A prompt's images go through the vision tower once per call, not once per judged completion
-(`vision_rows`). With `batch_rows` the rows go through the judge in calls of at most that many per process
-(the same number of calls on every process), which bounds its prefill activations and KV cache.
+(`vision_rows`). With `batch_rows` the rows go through the judge in calls of at most that many per
+process (the same number of calls on every process), which bounds its prefill activations and KV cache.
 
 The judge is a checkpoint of its own (SophiaVL's is Qwen2.5-VL-3B beside a 7B policy), with its own
 tokenizer, chat template and image processor settings when its directory holds them and the
 policy's otherwise. Each process judges its own rows; the row count is padded to a power of two
-agreed by every process (padding rows are marked not live and end at once), and the judge prompt to
-a power-of-two bucket, so its sampler compiles a few programs in a run.
+agreed by every process (padding rows are marked not live and end at once); the template's head
+runs once per call (the sampler's shared prefix) and the rest of a judge prompt is padded to
+PROMPT_BUCKETS (two per octave), so its sampler compiles a few programs in a run.
 
 Shapes: B = P * G completions of this process, J judged rows of a call (padded), U the distinct
 prompts among them (their vision rows, padded), T0 the template head's tokens, T the bucket of the

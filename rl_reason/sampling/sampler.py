@@ -7,9 +7,8 @@ M longest stop sequence, L layers, K kv heads, H head dim.
 
 Three jitted programs per shape: `prefill` (vision encoding, a shared prefix's prefill over one row
 copied to P rows, prompt prefill over P rows, in chunks of `prefill_chunk` tokens if set, fan-out to
-B rows, first token), `decode` (a
-lax.while_loop over a DecodeState; the state is donated, so the cache is updated in place) and,
-with kv_stages > 1, `grow` (pads the cache to the next stage).
+B rows, first token), `decode` (a lax.while_loop over a DecodeState; the state is donated, so the
+cache is updated in place) and, with kv_stages > 1, `grow` (pads the cache to the next stage).
 Decoding runs in stages of growing cache capacity C_1 < ... < C_k = N: attention in stage i reads
 only T + C_i slots, so early tokens do not pay for the longest completion. Each loop exits as soon
 as every row has finished (EOS, stop sequence, or max_new_tokens); with the rows split over
