@@ -545,6 +545,8 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
 
 def main(argv=None) -> dict[str, Any]:
   args = parse_args(argv)
+  if args.torch_device == 'cuda':  # before JAX starts: its default 75% of the GPU would leave torch too little
+    os.environ.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', '0.5')
   mesh = None
   if args.cpu_devices > 1:
     jax.config.update('jax_num_cpu_devices', args.cpu_devices)  # before the backend starts

@@ -97,6 +97,29 @@ def test_sampler_benchmark_quick(tmp_path):
       assert min(pairs) <= ratio[f'{impl}_vs_transformers_pair_median'] <= max(pairs)
 
 
+@pytest.mark.slow  # ~15 s: one tiny model, batch 2
+def test_gpu_script_runs_the_sampler_benchmark_into_out(tmp_path):
+  """benchmarks/gpu.sh, a device session's one call, here as a CPU smoke run (later flags override its GPU
+  defaults): it writes the environment, the log and the JSON into $OUT and passes the benchmark's exit code on."""
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(OUT=str(tmp_path), PATH=os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', ''))
+  smoke = ['--quick', '--models', 'tiny', '--torch_device', 'cpu', '--dtype', 'float32', '--batches', '2',
+           '--torch_threads', '1']
+  done = subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu.sh'), *smoke], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  assert sorted(os.listdir(tmp_path)) == ['env.txt', 'sampler_gpu.json', 'sampler_gpu.log']
+  environment = (tmp_path / 'env.txt').read_text()
+  assert 'jax ' in environment and 'transformers ' in environment
+  result = json.loads((tmp_path / 'sampler_gpu.json').read_text())
+  assert result['settings']['dtype'] == 'float32' and result['settings']['batches'] == [2]
+  assert {row['impl'] for row in result['throughput']} == {'rl_reason', 'transformers'}  # no-cache run off
+  assert 'rl_reason / transformers' in (tmp_path / 'sampler_gpu.log').read_text()
+  failed = subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu.sh'), *smoke, '--models', 'nope'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert failed.returncode != 0 and 'unknown' in failed.stdout
+
+
 def _bench():
   sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
   try:

@@ -1,4 +1,5 @@
 """Test set-up: 8 fake CPU devices so sharding is exercised; strict rank promotion."""
+from importlib import metadata
 import os
 
 # LLVM optimisation level 0 and XLA's older (non-MLIR) CPU fusion emitters for the suite's programs: the
@@ -7,8 +8,11 @@ import os
 # further 25-30% off a recipe or sharded-update test; results agree within the tests' tolerances). Runs
 # that time or train for long strip XLA_FLAGS (train_test's end-to-end run, benchmarks_test) and keep
 # XLA's defaults, as a user gets.
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 '
-                      '--xla_cpu_use_fusion_emitters=false')
+_OLD_EMITTERS = ''
+if tuple(int(part) for part in metadata.version('jaxlib').split('.')[:2]) < (0, 11):
+  _OLD_EMITTERS = ' --xla_cpu_use_fusion_emitters=false'  # jaxlib 0.11 dropped the flag (and aborts on it)
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0'
+                      + _OLD_EMITTERS)
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 
 import jax  # pylint: disable=g-import-not-at-top

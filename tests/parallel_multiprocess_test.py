@@ -26,7 +26,8 @@ from rl_reason.rl import listener as listener_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The suite's compile-time flags without its device count: each worker process has one CPU device.
-WORKER_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+WORKER_XLA_FLAGS = ' '.join(flag for flag in os.environ.get('XLA_FLAGS', '').split()
+                            if not flag.startswith('--xla_force_host_platform_device_count'))
 
 
 def _free_port() -> int:
