@@ -7,7 +7,8 @@
 #
 # Extra arguments go to benchmarks/sampler.py after the defaults (a later flag wins). Everything lands in
 # $OUT (the device machine's return folder) or ./gpu_out: env.txt (GPU, driver, library versions),
-# sampler_gpu.json and sampler_gpu.log.
+# sampler_gpu.json and sampler_gpu.log. The JSON holds the throughput figures (tokens/s, FLOP and
+# memory-roofline fractions) as soon as they are measured, marked "partial" until the per-token calls end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_out}"

@@ -438,7 +438,7 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
                   hf: TransformersWorker, args: argparse.Namespace, peak: float,
                   dense: tuple[Callable[[], float], float], memory_rate: float,
                   ours: dict[str, tuple[Any, Any]]) -> None:
-  """Throughput per batch and per-token decode times, rl_reason and transformers calls alternating.
+  """Throughput per batch, rl_reason and transformers calls alternating.
 
   peak: the dense matmul's best FLOP/s; dense: (its timed call, its FLOPs), also called in every round of
   the throughput calls, so each round's decode FLOP fraction compares two calls made a few seconds apart.
@@ -511,6 +511,11 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
       ratios.update({f'{impl}_vs_transformers': rows[impl]['tokens_per_s'] / rows['transformers']['tokens_per_s'],
                      f'{impl}_vs_transformers_pairs': pairs,
                      f'{impl}_vs_transformers_pair_median': statistics.median(pairs)})
+
+
+def measure_per_token(result: dict[str, Any], name: str, prompt_sets, hf: TransformersWorker,
+                      args: argparse.Namespace, ours: dict[str, tuple[Any, Any]]) -> None:
+  """Per-token decode times at each of --per_token_lengths and their growth, rl_reason and transformers."""
   # The lengths' calls alternate too, so a drift in the machine's speed hits each length alike.
   ids, mask = prompt_sets['per_token']
   lengths = args.per_token_lengths
@@ -590,6 +595,9 @@ def main(argv=None) -> dict[str, Any]:
         result['settings'].update(torch_threads=hf.info['torch_threads'], torch_version=hf.info['torch_version'],
                                   transformers_version=hf.info['transformers_version'])
         measure_model(result, name, cfg, model, prompt_sets, hf, args, peak, dense, memory_rate, ours)
+        # The throughput figures on disk before the long per-token calls (a device call can end mid-run).
+        save(dict(result, partial=f'{name}: throughput only; per-token decode not finished'), args.out)
+        measure_per_token(result, name, prompt_sets, hf, args, ours)
       finally:
         hf.close()
   return report(result, format_table(result), args.out)
@@ -598,10 +606,14 @@ def main(argv=None) -> dict[str, Any]:
 def report(result: dict[str, Any], table: str, path: str) -> dict[str, Any]:
   """Prints the table, writes the JSON."""
   print(table)
-  with open(path, 'w') as f:
-    json.dump(result, f, indent=2)
+  save(result, path)
   print(f'wrote {path}')
   return result
+
+
+def save(result: dict[str, Any], path: str) -> None:
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=2)
 
 
 def format_table(result: dict[str, Any]) -> str:

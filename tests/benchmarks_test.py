@@ -129,6 +129,26 @@ def _bench():
   return bench
 
 
+def test_throughput_figures_are_on_disk_before_the_per_token_calls(tmp_path, monkeypatch):
+  """A run cut short in its per-token calls (a device call's time limit) keeps its throughput rows."""
+  bench = _bench()
+  out = tmp_path / 'partial.json'
+
+  def cut_short(*args, **kwargs):
+    del args, kwargs
+    raise RuntimeError('stopped in the per-token calls')
+
+  monkeypatch.setattr(bench, 'measure_per_token', cut_short)
+  with pytest.raises(RuntimeError, match='per-token'):
+    bench.main(['--quick', '--models', 'tiny', '--batches', '2', '--torch_threads', '1', '--no_cache_max_batch', '0',
+                '--out', str(out)])
+  result = json.loads(out.read_text())
+  assert 'throughput only' in result['partial'] and not result['per_token_decode']
+  rows = {row['impl']: row for row in result['throughput']}
+  assert set(rows) == {'rl_reason', 'transformers'}
+  assert _positive(rows['rl_reason']['tokens_per_s']) and _positive(rows['rl_reason']['decode_memory_fraction'])
+
+
 def test_accelerator_size_is_qwen2_5_half_b_shaped_and_batches_are_validated():
   from rl_reason import models
   bench = _bench()
