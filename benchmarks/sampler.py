@@ -515,7 +515,7 @@ def measure_model(result: dict[str, Any], name: str, cfg: model_config.ModelConf
 
 def measure_per_token(result: dict[str, Any], name: str, prompt_sets, hf: TransformersWorker,
                       args: argparse.Namespace, ours: dict[str, tuple[Any, Any]]) -> None:
-  """Per-token decode times at each of --per_token_lengths and their growth, rl_reason and transformers."""
+  """Per-token decode times at each of args.per_token_lengths (64, 256, 1024; --quick: 8, 16) and their growth."""
   # The lengths' calls alternate too, so a drift in the machine's speed hits each length alike.
   ids, mask = prompt_sets['per_token']
   lengths = args.per_token_lengths
